@@ -1,0 +1,34 @@
+// `dilemma`: generate, tokenize, score and inspect OPT models from the shell.
+// Exit codes: 0 success, 1 bad input (a dilemma::Error, printed to stderr),
+// CLI11's codes (>= 100) for command-line mistakes, 3 for anything unexpected.
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "dilemma/error.hpp"
+#include "dilemma/version.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dilemma: plan and run OPT language models across small edge servers", "dilemma"};
+  app.set_version_flag("--version", dilemma::version_string);
+  app.require_subcommand(1);
+  dilemma::cli::add_demo_command(app);
+  dilemma::cli::add_generate_command(app);
+  dilemma::cli::add_tokenize_command(app);
+  dilemma::cli::add_logits_command(app);
+  dilemma::cli::add_eval_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const dilemma::Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "internal error: {}\n", e.what());
+    return 3;
+  }
+  return 0;
+}

@@ -1,0 +1,243 @@
+#pragma once
+// A Hugging Face OPT model directory (config.json + safetensors), checked
+// against its config when opened and read one stage at a time, so that a node
+// that runs three layers maps the file but materializes only those layers.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "dilemma/error.hpp"
+#include "dilemma/io/dtype.hpp"
+#include "dilemma/io/safetensors.hpp"
+#include "dilemma/model/config.hpp"
+#include "dilemma/model/stage.hpp"
+
+namespace dilemma::model {
+
+class OptCheckpoint {
+ public:
+  static OptCheckpoint open(const std::filesystem::path& model_dir);
+
+  const std::filesystem::path& directory() const { return directory_; }
+  const OptConfig& config() const { return config_; }
+  // "model.decoder." for transformers checkpoints, "decoder." for the original facebook/opt-* files.
+  const std::string& decoder_prefix() const { return prefix_; }
+
+  // Stage i: 0 = embedding, 1..L = decoder layers, L+1 = head. A tied head
+  // reuses `tied_embedding` when given (both stages in one process).
+  Stage load_stage(std::size_t index, std::shared_ptr<const Matrix> tied_embedding = nullptr) const;
+  // Every stage, sharing the tied embedding between the first and last.
+  std::vector<Stage> load_all_stages() const;
+
+ private:
+  struct Expected {
+    std::string name;
+    std::vector<std::int64_t> shape;
+  };
+  std::vector<Expected> expected_tensors() const;
+  void validate() const;
+  Matrix read_matrix(const std::string& name) const;
+  RowVector read_vector(const std::string& name) const;
+  Linear read_linear(const std::string& prefix, bool with_bias) const;
+  LayerNorm read_layer_norm(const std::string& prefix) const;
+  // The untied head sits outside the decoder in both naming schemes.
+  static constexpr const char* lm_head_name() { return "lm_head.weight"; }
+
+  OptCheckpoint(std::filesystem::path directory, OptConfig config, io::SafetensorsCheckpoint tensors)
+      : directory_(std::move(directory)), config_(std::move(config)), tensors_(std::move(tensors)) {}
+
+  std::filesystem::path directory_;
+  OptConfig config_;
+  io::SafetensorsCheckpoint tensors_;
+  std::string prefix_;
+};
+
+namespace detail {
+
+inline std::string shape_string(std::span<const std::int64_t> shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+}  // namespace detail
+
+inline OptCheckpoint OptCheckpoint::open(const std::filesystem::path& model_dir) {
+  if (!std::filesystem::is_directory(model_dir)) {
+    dilemma::detail::fail("{}: not a model directory (expected config.json and model.safetensors in it)",
+                          model_dir.string());
+  }
+  OptCheckpoint checkpoint(model_dir, OptConfig::load(model_dir / "config.json"),
+                           io::SafetensorsCheckpoint::open(model_dir));
+  const auto& tensors = checkpoint.tensors_;
+  if (tensors.contains("model.decoder.embed_tokens.weight")) {
+    checkpoint.prefix_ = "model.decoder.";
+  } else if (tensors.contains("decoder.embed_tokens.weight")) {
+    checkpoint.prefix_ = "decoder.";
+  } else {
+    dilemma::detail::fail(
+        "{}: no token embedding found: expected a tensor \"model.decoder.embed_tokens.weight\" "
+        "(transformers) or \"decoder.embed_tokens.weight\" (original OPT checkpoints)",
+        model_dir.string());
+  }
+  checkpoint.validate();
+  return checkpoint;
+}
+
+inline std::vector<OptCheckpoint::Expected> OptCheckpoint::expected_tensors() const {
+  const auto& c = config_;
+  const std::int64_t h = c.hidden_size, f = c.ffn_dim, p = c.word_embed_proj_dim;
+  std::vector<Expected> expected;
+  auto add = [&](std::string name, std::vector<std::int64_t> shape) {
+    expected.push_back({prefix_ + std::move(name), std::move(shape)});
+  };
+  auto add_norm = [&](const std::string& name) {
+    if (!c.layer_norm_elementwise_affine) return;
+    add(name + ".weight", {h});
+    add(name + ".bias", {h});
+  };
+  auto add_linear = [&](const std::string& name, std::int64_t out, std::int64_t in) {
+    add(name + ".weight", {out, in});
+    if (c.enable_bias) add(name + ".bias", {out});
+  };
+  add("embed_tokens.weight", {c.vocab_size, p});
+  add("embed_positions.weight", {c.max_position_embeddings + OptConfig::position_offset, h});
+  if (c.has_projection()) {
+    add("project_in.weight", {h, p});
+    add("project_out.weight", {p, h});
+  }
+  if (c.has_final_layer_norm()) add_norm("final_layer_norm");
+  for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string layer = fmt::format("layers.{}.", i);
+    for (const char* proj : {"q_proj", "k_proj", "v_proj", "out_proj"}) {
+      add_linear(layer + "self_attn." + proj, h, h);
+    }
+    add_norm(layer + "self_attn_layer_norm");
+    add_linear(layer + "fc1", f, h);
+    add_linear(layer + "fc2", h, f);
+    add_norm(layer + "final_layer_norm");
+  }
+  if (!c.tie_word_embeddings) expected.push_back({lm_head_name(), {c.vocab_size, p}});
+  return expected;
+}
+
+inline void OptCheckpoint::validate() const {
+  std::set<std::string> accounted;
+  for (const auto& [name, shape] : expected_tensors()) {
+    if (!tensors_.contains(name)) {
+      dilemma::detail::fail("{}: tensor \"{}\" is missing (config.json describes {} layers, hidden_size {})",
+                            directory_.string(), name, config_.num_hidden_layers, config_.hidden_size);
+    }
+    const io::TensorView view = tensors_.tensor(name);
+    if (!io::is_floating(view.dtype)) {
+      dilemma::detail::fail("{}: tensor \"{}\" has dtype {}, expected a floating-point dtype (F32, F16 or BF16)",
+                            tensors_.file_of(name).string(), name, io::dtype_name(view.dtype));
+    }
+    if (!std::ranges::equal(view.shape, shape)) {
+      dilemma::detail::fail("{}: tensor \"{}\" has shape {}, but config.json implies {}",
+                            tensors_.file_of(name).string(), name, detail::shape_string(view.shape),
+                            detail::shape_string(shape));
+    }
+    accounted.insert(name);
+  }
+  // transformers saves a tied lm_head.weight in some checkpoints; it is ignored
+  // then, as transformers itself ignores it.
+  if (config_.tie_word_embeddings) accounted.insert(lm_head_name());
+  for (const auto& name : tensors_.tensor_names()) {
+    if (!accounted.contains(name)) {
+      dilemma::detail::fail("{}: unexpected tensor \"{}\": not part of an OPT model with this config.json",
+                            tensors_.file_of(name).string(), name);
+    }
+  }
+}
+
+inline Matrix OptCheckpoint::read_matrix(const std::string& name) const {
+  const io::TensorView view = tensors_.tensor(name);
+  Matrix m(view.shape[0], view.shape[1]);
+  io::convert_to_f32(view.dtype, view.data, std::span<float>(m.data(), static_cast<std::size_t>(m.size())));
+  return m;
+}
+
+inline RowVector OptCheckpoint::read_vector(const std::string& name) const {
+  const io::TensorView view = tensors_.tensor(name);
+  RowVector v(view.shape[0]);
+  io::convert_to_f32(view.dtype, view.data, std::span<float>(v.data(), static_cast<std::size_t>(v.size())));
+  return v;
+}
+
+inline Linear OptCheckpoint::read_linear(const std::string& prefix, bool with_bias) const {
+  Linear linear{read_matrix(prefix + ".weight"), {}};
+  if (with_bias) linear.bias = read_vector(prefix + ".bias");
+  return linear;
+}
+
+inline LayerNorm OptCheckpoint::read_layer_norm(const std::string& prefix) const {
+  LayerNorm norm;
+  norm.eps = OptConfig::layer_norm_eps;
+  if (config_.layer_norm_elementwise_affine) {
+    norm.weight = read_vector(prefix + ".weight");
+    norm.bias = read_vector(prefix + ".bias");
+  }
+  return norm;
+}
+
+inline Stage OptCheckpoint::load_stage(std::size_t index, std::shared_ptr<const Matrix> tied_embedding) const {
+  const auto& c = config_;
+  const auto layers = static_cast<std::size_t>(c.num_hidden_layers);
+  if (index > layers + 1) {
+    dilemma::detail::fail("{}: stage {} does not exist (the model has {} stages: embedding, {} layers, head)",
+                          directory_.string(), index, layers + 2, layers);
+  }
+  const std::string& d = prefix_;
+  auto token_embedding = [&] {
+    return tied_embedding ? tied_embedding
+                          : std::make_shared<const Matrix>(read_matrix(d + "embed_tokens.weight"));
+  };
+  if (index == 0) {
+    Embedding embedding;
+    embedding.embed_tokens = token_embedding();
+    if (c.has_projection()) embedding.project_in = read_linear(d + "project_in", false);
+    embedding.embed_positions = read_matrix(d + "embed_positions.weight");
+    embedding.position_offset = OptConfig::position_offset;
+    return Stage(index, std::move(embedding));
+  }
+  if (index == layers + 1) {
+    Head head;
+    if (c.has_final_layer_norm()) head.final_layer_norm = read_layer_norm(d + "final_layer_norm");
+    if (c.has_projection()) head.project_out = read_linear(d + "project_out", false);
+    head.lm_head = c.tie_word_embeddings ? token_embedding()
+                                         : std::make_shared<const Matrix>(read_matrix(lm_head_name()));
+    return Stage(index, std::move(head));
+  }
+  const std::string layer = fmt::format("{}layers.{}.", d, index - 1);
+  DecoderLayer decoder;
+  decoder.self_attn_layer_norm = read_layer_norm(layer + "self_attn_layer_norm");
+  decoder.self_attn.q_proj = read_linear(layer + "self_attn.q_proj", c.enable_bias);
+  decoder.self_attn.k_proj = read_linear(layer + "self_attn.k_proj", c.enable_bias);
+  decoder.self_attn.v_proj = read_linear(layer + "self_attn.v_proj", c.enable_bias);
+  decoder.self_attn.out_proj = read_linear(layer + "self_attn.out_proj", c.enable_bias);
+  decoder.self_attn.num_heads = c.num_attention_heads;
+  decoder.final_layer_norm = read_layer_norm(layer + "final_layer_norm");
+  decoder.fc1 = read_linear(layer + "fc1", c.enable_bias);
+  decoder.fc2 = read_linear(layer + "fc2", c.enable_bias);
+  decoder.layer_norm_before = c.do_layer_norm_before;
+  decoder.activation = c.activation_function;
+  return Stage(index, std::move(decoder));
+}
+
+inline std::vector<Stage> OptCheckpoint::load_all_stages() const {
+  std::vector<Stage> stages;
+  stages.reserve(static_cast<std::size_t>(config_.num_stages()));
+  stages.push_back(load_stage(0));
+  const auto& embedding = std::get<Embedding>(stages.front().weights());
+  for (std::size_t i = 1; i < static_cast<std::size_t>(config_.num_stages()); ++i) {
+    stages.push_back(load_stage(i, config_.tie_word_embeddings ? embedding.embed_tokens : nullptr));
+  }
+  return stages;
+}
+
+}  // namespace dilemma::model

@@ -1,0 +1,145 @@
+// The `dilemma` command-line tool, run as a user runs it: output, files and
+// exit codes.
+
+#include <doctest/doctest.h>
+
+#include <array>
+#include <cstdio>
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+
+#include "dilemma/io/npy.hpp"
+#include "dilemma/model/opt_model.hpp"
+#include "test_support.hpp"
+
+using namespace dilemma;
+
+namespace {
+
+struct Run {
+  int exit_code;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+Run run_cli(const std::string& arguments) {
+  testing::ScratchDir dir;
+  const std::string command =
+      fmt::format("{} {} 2>{} </dev/null", DILEMMA_CLI_PATH, arguments, (dir / "stderr").string());
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  std::array<char, 4096> buffer;
+  while (const std::size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe)) out.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, testing::read_file(dir / "stderr")};
+}
+
+std::string model(const std::string& name) { return testing::model_dir(name).string(); }
+
+}  // namespace
+
+TEST_CASE("generate continues a prompt greedily and reports its stop reason as JSON") {
+  const auto run = run_cli("generate --model " + model("tiny-opt") + " --prompt The --max-new-tokens 5 --json");
+  REQUIRE(run.exit_code == 0);
+  const auto json = nlohmann::json::parse(run.out);
+  // tiny-opt's reference greedy continuation of "The".
+  CHECK(json.at("new_ids") == nlohmann::json({721, 644, 290, 266, 1582}));
+  CHECK(json.at("prompt_ids") == nlohmann::json({2, 468}));
+  CHECK(json.at("stop_reason") == "max_new_tokens");
+  CHECK(json.at("text") == " first time of the");
+}
+
+TEST_CASE("generate streams text and samples reproducibly from a seed") {
+  const std::string args = "generate --model " + model("tiny-opt") +
+                           " --prompt 'The University' --max-new-tokens 12 --temperature 0.8 --top-k 40 --top-p 0.9 "
+                           "--seed 11";
+  const auto first = run_cli(args);
+  const auto second = run_cli(args);
+  REQUIRE(first.exit_code == 0);
+  CHECK(first.out == second.out);
+  CHECK(first.out.size() > 1);
+  CHECK(first.err.find("new tokens") != std::string::npos);
+}
+
+TEST_CASE("tokenize prints the ids as a JSON array, with BOS unless --no-bos") {
+  testing::ScratchDir dir;
+  testing::write_file(dir / "text.txt", "Hello world, this is a tiny OPT model.");
+  const auto with_bos = run_cli("tokenize --model " + model("tiny-opt") + " --text-file " + (dir / "text.txt").string());
+  REQUIRE(with_bos.exit_code == 0);
+  CHECK(nlohmann::json::parse(with_bos.out) ==
+        nlohmann::json({2, 43, 699, 82, 999, 15, 432, 322, 261, 7013, 444, 51, 55, 2750, 17}));
+  const auto gpt2 = run_cli("tokenize --tokenizer " + (testing::assets_dir() / "tokenizers/gpt2").string() +
+                            " --no-bos --text-file " + (dir / "text.txt").string());
+  REQUIRE(gpt2.exit_code == 0);
+  CHECK(nlohmann::json::parse(gpt2.out).front() == 15496);  // "Hello" in GPT-2
+}
+
+TEST_CASE("logits writes a float32 .npy equal to the library's forward pass") {
+  testing::ScratchDir dir;
+  const auto out = (dir / "logits.npy").string();
+  const auto run = run_cli("logits --model " + model("tiny-opt-preln") + " --ids 2,100,7 --out " + out);
+  REQUIRE(run.exit_code == 0);
+  const auto written = io::read_npy<float>(out);
+  CHECK(written.shape == std::vector<std::int64_t>{3, 8264});
+  const auto m = model::OptModel::load(model("tiny-opt-preln"));
+  auto session = m.new_session();
+  const TokenId ids[] = {2, 100, 7};
+  const auto logits = m.forward(ids, session, model::Logits::all);
+  CHECK(std::equal(written.data.begin(), written.data.end(), logits.data()));
+}
+
+TEST_CASE("eval reproduces the reference SQuAD dev loss as JSON") {
+  const auto run = run_cli("eval --model " + model("tiny-opt") + " --squad " +
+                           (testing::assets_dir() / "data/squad/dev-v1.1.json").string() +
+                           " --paragraphs 0:64 --max-tokens 128 --json");
+  REQUIRE(run.exit_code == 0);
+  const auto json = nlohmann::json::parse(run.out);
+  CHECK(std::abs(json.at("loss").get<double>() - 5.259282) <= 1e-4);
+  CHECK(json.at("tokens") == 7152);
+  CHECK(json.at("perplexity").get<double>() == doctest::Approx(192.3433).epsilon(1e-4));
+}
+
+TEST_CASE("bad input gives a message on stderr and a non-zero exit code") {
+  SUBCASE("ids that are not numbers") {
+    const auto run = run_cli("logits --model " + model("tiny-opt") + " --ids 2,x --out /dev/null");
+    CHECK(run.exit_code == 1);
+    CHECK(run.err == "error: --ids: \"x\" is not a token id (expected comma-separated integers like 2,100,7)\n");
+  }
+  SUBCASE("ids outside the vocabulary") {
+    const auto run = run_cli("logits --model " + model("tiny-opt") + " --ids 2,9000 --out /dev/null");
+    CHECK(run.exit_code == 1);
+    CHECK(run.err == "error: token id 9000 at index 1 is outside the vocabulary [0, 8264)\n");
+  }
+  SUBCASE("a paragraph range past the end") {
+    const auto run = run_cli("eval --model " + model("tiny-opt") + " --squad " +
+                             (testing::assets_dir() / "data/squad/dev-v1.1.json").string() + " --paragraphs 2000:3000");
+    CHECK(run.exit_code == 1);
+    CHECK(run.err == "error: --paragraphs: range 2000:3000 must satisfy A < B <= 2067 (the file's paragraph count)\n");
+  }
+  SUBCASE("a directory that is not a model") {
+    const auto run = run_cli("generate --model " + testing::assets_dir().string() + " --prompt x");
+    CHECK(run.exit_code == 1);
+    CHECK(run.err.starts_with("error: "));
+    CHECK(run.err.find("config.json") != std::string::npos);
+  }
+  SUBCASE("a missing required option") {
+    const auto run = run_cli("generate --prompt x");
+    CHECK(run.exit_code != 0);
+    CHECK(run.err.find("--model is required") != std::string::npos);
+  }
+  SUBCASE("no subcommand") {
+    const auto run = run_cli("");
+    CHECK(run.exit_code != 0);
+  }
+}
+
+TEST_CASE("every command has --help") {
+  for (const std::string command : {"", "demo", "generate", "tokenize", "logits", "eval"}) {
+    CAPTURE(command);
+    const auto run = run_cli(command + " --help");
+    CHECK(run.exit_code == 0);
+    CHECK(run.out.find("Usage:") != std::string::npos);
+  }
+}
