@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Builds dilemma with its tests, examples and benchmarks and runs the test
+# suite.
+#   scripts/test.sh              Release build in build/release
+#   scripts/test.sh --sanitize   ASan + UBSan build in build/sanitize
+set -euo pipefail
+
+usage() { sed -n '2,5s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+
+sanitize=false
+for argument in "$@"; do
+  case "$argument" in
+    --sanitize) sanitize=true ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "test.sh: unknown argument '$argument'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/install-deps.sh
+
+jobs="$(nproc)"
+if "$sanitize"; then
+  build_dir=build/sanitize
+  # -O1 keeps the sanitized suite fast enough while leaving stack traces
+  # readable; no NDEBUG, so assertions (Eigen's bounds checks among them) run.
+  cmake -S . -B "$build_dir" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+    -DDILEMMA_SANITIZE=ON \
+    -DDILEMMA_BUILD_TESTS=ON \
+    -DDILEMMA_BUILD_EXAMPLES=ON \
+    -DDILEMMA_BUILD_BENCHMARKS=OFF
+  # Any report fails the test that caused it; the caller's own settings,
+  # appended last, take precedence.
+  export ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:halt_on_error=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+else
+  build_dir=build/release
+  cmake -S . -B "$build_dir" \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DDILEMMA_BUILD_TESTS=ON \
+    -DDILEMMA_BUILD_EXAMPLES=ON \
+    -DDILEMMA_BUILD_BENCHMARKS=ON
+fi
+
+cmake --build "$build_dir" -j "$jobs"
+ctest --test-dir "$build_dir" --output-on-failure --parallel "${CTEST_PARALLEL_LEVEL:-$jobs}"
