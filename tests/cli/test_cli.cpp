@@ -36,23 +36,23 @@ Run run_cli(const std::string& arguments) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, testing::read_file(dir / "stderr")};
 }
 
-std::string model(const std::string& name) { return testing::model_dir(name).string(); }
+std::string model_path(const std::string& name) { return testing::model_dir(name).string(); }
 
 }  // namespace
 
 TEST_CASE("generate continues a prompt greedily and reports its stop reason as JSON") {
-  const auto run = run_cli("generate --model " + model("tiny-opt") + " --prompt The --max-new-tokens 5 --json");
+  const auto run = run_cli("generate --model " + model_path("tiny-opt") + " --prompt The --max-new-tokens 5 --json");
   REQUIRE(run.exit_code == 0);
   const auto json = nlohmann::json::parse(run.out);
   // tiny-opt's reference greedy continuation of "The".
   CHECK(json.at("new_ids") == nlohmann::json({721, 644, 290, 266, 1582}));
   CHECK(json.at("prompt_ids") == nlohmann::json({2, 468}));
   CHECK(json.at("stop_reason") == "max_new_tokens");
-  CHECK(json.at("text") == " first time of the");
+  CHECK(json.at("text") == " first time of the United");
 }
 
 TEST_CASE("generate streams text and samples reproducibly from a seed") {
-  const std::string args = "generate --model " + model("tiny-opt") +
+  const std::string args = "generate --model " + model_path("tiny-opt") +
                            " --prompt 'The University' --max-new-tokens 12 --temperature 0.8 --top-k 40 --top-p 0.9 "
                            "--seed 11";
   const auto first = run_cli(args);
@@ -66,7 +66,7 @@ TEST_CASE("generate streams text and samples reproducibly from a seed") {
 TEST_CASE("tokenize prints the ids as a JSON array, with BOS unless --no-bos") {
   testing::ScratchDir dir;
   testing::write_file(dir / "text.txt", "Hello world, this is a tiny OPT model.");
-  const auto with_bos = run_cli("tokenize --model " + model("tiny-opt") + " --text-file " + (dir / "text.txt").string());
+  const auto with_bos = run_cli("tokenize --model " + model_path("tiny-opt") + " --text-file " + (dir / "text.txt").string());
   REQUIRE(with_bos.exit_code == 0);
   CHECK(nlohmann::json::parse(with_bos.out) ==
         nlohmann::json({2, 43, 699, 82, 999, 15, 432, 322, 261, 7013, 444, 51, 55, 2750, 17}));
@@ -79,11 +79,11 @@ TEST_CASE("tokenize prints the ids as a JSON array, with BOS unless --no-bos") {
 TEST_CASE("logits writes a float32 .npy equal to the library's forward pass") {
   testing::ScratchDir dir;
   const auto out = (dir / "logits.npy").string();
-  const auto run = run_cli("logits --model " + model("tiny-opt-preln") + " --ids 2,100,7 --out " + out);
+  const auto run = run_cli("logits --model " + model_path("tiny-opt-preln") + " --ids 2,100,7 --out " + out);
   REQUIRE(run.exit_code == 0);
   const auto written = io::read_npy<float>(out);
   CHECK(written.shape == std::vector<std::int64_t>{3, 8264});
-  const auto m = model::OptModel::load(model("tiny-opt-preln"));
+  const auto m = model::OptModel::load(model_path("tiny-opt-preln"));
   auto session = m.new_session();
   const TokenId ids[] = {2, 100, 7};
   const auto logits = m.forward(ids, session, model::Logits::all);
@@ -91,7 +91,7 @@ TEST_CASE("logits writes a float32 .npy equal to the library's forward pass") {
 }
 
 TEST_CASE("eval reproduces the reference SQuAD dev loss as JSON") {
-  const auto run = run_cli("eval --model " + model("tiny-opt") + " --squad " +
+  const auto run = run_cli("eval --model " + model_path("tiny-opt") + " --squad " +
                            (testing::assets_dir() / "data/squad/dev-v1.1.json").string() +
                            " --paragraphs 0:64 --max-tokens 128 --json");
   REQUIRE(run.exit_code == 0);
@@ -103,17 +103,17 @@ TEST_CASE("eval reproduces the reference SQuAD dev loss as JSON") {
 
 TEST_CASE("bad input gives a message on stderr and a non-zero exit code") {
   SUBCASE("ids that are not numbers") {
-    const auto run = run_cli("logits --model " + model("tiny-opt") + " --ids 2,x --out /dev/null");
+    const auto run = run_cli("logits --model " + model_path("tiny-opt") + " --ids 2,x --out /dev/null");
     CHECK(run.exit_code == 1);
     CHECK(run.err == "error: --ids: \"x\" is not a token id (expected comma-separated integers like 2,100,7)\n");
   }
   SUBCASE("ids outside the vocabulary") {
-    const auto run = run_cli("logits --model " + model("tiny-opt") + " --ids 2,9000 --out /dev/null");
+    const auto run = run_cli("logits --model " + model_path("tiny-opt") + " --ids 2,9000 --out /dev/null");
     CHECK(run.exit_code == 1);
     CHECK(run.err == "error: token id 9000 at index 1 is outside the vocabulary [0, 8264)\n");
   }
   SUBCASE("a paragraph range past the end") {
-    const auto run = run_cli("eval --model " + model("tiny-opt") + " --squad " +
+    const auto run = run_cli("eval --model " + model_path("tiny-opt") + " --squad " +
                              (testing::assets_dir() / "data/squad/dev-v1.1.json").string() + " --paragraphs 2000:3000");
     CHECK(run.exit_code == 1);
     CHECK(run.err == "error: --paragraphs: range 2000:3000 must satisfy A < B <= 2067 (the file's paragraph count)\n");
@@ -121,8 +121,8 @@ TEST_CASE("bad input gives a message on stderr and a non-zero exit code") {
   SUBCASE("a directory that is not a model") {
     const auto run = run_cli("generate --model " + testing::assets_dir().string() + " --prompt x");
     CHECK(run.exit_code == 1);
-    CHECK(run.err.starts_with("error: "));
-    CHECK(run.err.find("config.json") != std::string::npos);
+    CHECK(run.err == "error: " + (testing::assets_dir() / "config.json").string() +
+                         ": cannot open the model's config file\n");
   }
   SUBCASE("a missing required option") {
     const auto run = run_cli("generate --prompt x");

@@ -71,8 +71,10 @@ inline OptCheckpoint OptCheckpoint::open(const std::filesystem::path& model_dir)
     dilemma::detail::fail("{}: not a model directory (expected config.json and model.safetensors in it)",
                           model_dir.string());
   }
-  OptCheckpoint checkpoint(model_dir, OptConfig::load(model_dir / "config.json"),
-                           io::SafetensorsCheckpoint::open(model_dir));
+  // Config first: its errors explain the tensors' shapes, and the order of
+  // evaluation of constructor arguments is unspecified.
+  OptConfig config = OptConfig::load(model_dir / "config.json");
+  OptCheckpoint checkpoint(model_dir, std::move(config), io::SafetensorsCheckpoint::open(model_dir));
   const auto& tensors = checkpoint.tensors_;
   if (tensors.contains("model.decoder.embed_tokens.weight")) {
     checkpoint.prefix_ = "model.decoder.";
