@@ -39,7 +39,7 @@ inline std::optional<Format> try_parse_format(std::string_view name) {
 // `what` names the option or field in the error, e.g. "--formats".
 inline Format parse_format(std::string_view name, std::string_view what = "format") {
   if (auto format = try_parse_format(name)) return *format;
-  detail::fail("{}: unknown format \"{}\" (expected f32, f16, int8 or int4)", what, name);
+  dilemma::detail::fail("{}: unknown format \"{}\" (expected f32, f16, int8 or int4)", what, name);
 }
 
 // How integer formats are laid out; float formats ignore it.

@@ -1,0 +1,511 @@
+#pragma once
+// The DILEMMA integer program; docs/model.md states it in full.
+//
+//   x[m][s][j][f] ∈ {0,1}  stage s of model m runs on server j in format f
+//   w[m][j][a][b] ∈ {0,1}  stages a..b of model m form one run on server j:
+//                          the chain enters j at stage a and leaves after b
+//   y[m][p][j][k] ≥ 0      the chain passes from a run on j ending at stage
+//                          p − 1 to a run on k ≠ j starting at p
+//   v[m][j][k]    ≥ 0      generated tokens go from the head's server j back
+//                          to the embedding's server k (j = k allowed)
+//
+// Every stage takes one placement; each server's placements are covered by its
+// runs; runs are chained by flow conservation (the runs ending at p − 1 on j
+// leave through y[p][j][·], the runs starting at p on k arrive through
+// y[p][·][k]). Whenever x is integral this makes w, y and v the runs and
+// transfers of that placement, with no big-M constant; y and v need no
+// integrality, w is declared binary only so that CBC derives cover cuts from
+// the runs' memory. Only runs that fit in their server's memory at their
+// smallest formats exist, and only linked pairs of servers get a y. Memory,
+// the accuracy budget and the options are linear in x and w; the objective is
+// the completion time of one request or, for throughput, a variable bounded
+// below by every server's and every link's busy time per request.
+//
+// Why runs rather than one transfer variable per pair of consecutive stages:
+// the relaxation of that simpler program spreads every stage thinly over all
+// servers, fractional copies of the whole chain running side by side that fit
+// the memory on average and never pay a transfer. Runs that must fit whole make
+// each copy leave a full server and pay for it.
+//
+// Times are scaled so that a typical stage costs about 1000 units, above
+// CBC's absolute tolerances (see ilp/cbc_solver.hpp).
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "dilemma/cost/evaluate.hpp"
+#include "dilemma/cost/instance.hpp"
+#include "dilemma/error.hpp"
+#include "dilemma/ilp/cbc_solver.hpp"
+#include "dilemma/ilp/model.hpp"
+#include "dilemma/plan/problem.hpp"
+
+namespace dilemma::plan {
+
+// What to minimize: the instance's objective, one model's accuracy error (the
+// least error any plan reaches), or the number of servers used.
+struct Goal {
+  enum class Kind { delay, error, servers };
+  Kind kind = Kind::delay;
+  std::size_t model = 0;  // for Kind::error
+};
+
+// The placements of one stage and their x variables.
+using StageVariables = std::vector<std::pair<cost::Placement, ilp::Variable>>;
+
+struct Formulation {
+  ilp::Model model;
+  std::vector<std::vector<StageVariables>> x;  // [model][stage]
+  double objective_unit = 1.0;                 // the goal's natural unit (seconds, error) per solver unit
+};
+
+namespace detail {
+
+inline double busy_seconds(const cost::ModelCosts& costs, std::size_t stage, const cost::Placement& placement) {
+  const auto& times = costs.stages[stage].time(placement.server, placement.format);
+  return times->prefill_seconds + static_cast<double>(costs.request.decode_steps()) * times->decode_seconds;
+}
+
+inline bool same_tables(const cost::StageCosts& a, const cost::StageCosts& b) {
+  if (a.kv_cache_bytes != b.kv_cache_bytes || a.times.size() != b.times.size()) return false;
+  for (std::size_t f = 0; f < cost::format_count; ++f) {
+    const auto &fa = a.formats[f], &fb = b.formats[f];
+    if (fa.has_value() != fb.has_value() || (fa && (fa->weight_bytes != fb->weight_bytes || fa->error != fb->error))) {
+      return false;
+    }
+    for (std::size_t j = 0; j < a.times.size(); ++j) {
+      const auto &ta = a.times[j][f], &tb = b.times[j][f];
+      if (ta.has_value() != tb.has_value() ||
+          (ta && (ta->prefill_seconds != tb->prefill_seconds || ta->decode_seconds != tb->decode_seconds))) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+inline bool same_placements(const StageVariables& a, const StageVariables& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const auto& left, const auto& right) { return left.first == right.first; });
+}
+
+// Consecutive stages with identical cost tables and placements (a model's
+// decoder layers, under the analytic costs) can trade formats on a shared
+// server without changing anything, so every plan has many copies that branch
+// and bound would otherwise explore one by one. Two remedies:
+//  - such neighbours on one server take formats in the order f32, f16, int8,
+//    int4: for each server j and format t, stage s on j in a format ≥ t and
+//    stage s+1 on j in a format < t exclude each other;
+//  - integer counts of each group's placements per format and per (server,
+//    format), on which CBC can branch instead of on one twin at a time.
+inline void break_layer_symmetry(ilp::Model& model, const cost::ModelCosts& costs, const std::vector<StageVariables>& x,
+                                 std::size_t m) {
+  auto twins = [&](std::size_t s) {
+    return same_tables(costs.stages[s], costs.stages[s + 1]) && same_placements(x[s], x[s + 1]);
+  };
+  for (std::size_t s = 0; s + 1 < x.size(); ++s) {
+    if (!twins(s)) continue;
+    for (const auto& [placement, variable] : x[s]) {
+      if (placement.format == quant::Format::f32) continue;  // no format is below f32
+      ilp::LinearExpr exclusive;
+      for (const auto& [other, earlier] : x[s]) {
+        if (other.server == placement.server && other.format >= placement.format) exclusive.add(earlier, 1.0);
+      }
+      for (const auto& [other, later] : x[s + 1]) {
+        if (other.server == placement.server && other.format < placement.format) exclusive.add(later, 1.0);
+      }
+      model.add_constraint(
+          fmt::format("order[{}][{}][{}][{}]", m, s, placement.server, quant::format_name(placement.format)), exclusive,
+          ilp::Sense::less_equal, 1.0);
+    }
+  }
+  std::size_t first = 0;
+  for (std::size_t s = 0; s < x.size(); ++s) {
+    if (s + 1 < x.size() && twins(s)) continue;
+    if (s - first + 1 >= 3) {  // a group of two gains little from counts
+      std::map<std::pair<std::size_t, quant::Format>, ilp::LinearExpr> per_server;
+      std::map<quant::Format, ilp::LinearExpr> per_format;
+      for (std::size_t t = first; t <= s; ++t) {
+        for (const auto& [placement, variable] : x[t]) {
+          per_server[{placement.server, placement.format}].add(variable, 1.0);
+          per_format[placement.format].add(variable, 1.0);
+        }
+      }
+      auto add_count = [&](const std::string& name, const ilp::LinearExpr& sum) {
+        const ilp::Variable count =
+            model.add_variable(name, 0.0, static_cast<double>(s - first + 1), ilp::VariableKind::integer);
+        model.add_constraint(name, sum, ilp::Sense::equal, count);
+      };
+      for (const auto& [format, sum] : per_format)
+        add_count(fmt::format("count[{}][{}][{}]", m, first, quant::format_name(format)), sum);
+      for (const auto& [key, sum] : per_server) {
+        add_count(fmt::format("count[{}][{}][{}][{}]", m, first, key.first, quant::format_name(key.second)), sum);
+      }
+    }
+    first = s + 1;
+  }
+}
+
+// Builds the program one model at a time into shared rows (memory, busy
+// times, the objective).
+class Builder {
+ public:
+  Builder(const Problem& problem, const Candidates& candidates, const Relaxation& keep, const Goal& goal)
+      : problem_(problem),
+        instance_(problem.instance),
+        cluster_(instance_.cluster),
+        candidates_(candidates),
+        keep_(keep),
+        goal_(goal),
+        links_(cluster_),
+        servers_(cluster_.servers.size()),
+        user_(cluster_.user_node()),
+        throughput_(instance_.objective == cost::Objective::throughput),
+        memory_(servers_),
+        memory_worst_case_(servers_, 0.0),
+        server_busy_(servers_),
+        on_server_(candidates.size()) {
+    choose_units();
+  }
+
+  Formulation build() {
+    formulation_.x.resize(candidates_.size());
+    for (std::size_t m = 0; m < candidates_.size(); ++m) add_model(m);
+    add_memory();
+    add_servers_used();
+    add_objective();
+    return std::move(formulation_);
+  }
+
+ private:
+  // Seconds per solver unit: a thousandth of the average cheapest stage.
+  void choose_units() {
+    double typical = 0.0, largest_error = 0.0;
+    std::size_t stages = 0;
+    for (std::size_t m = 0; m < candidates_.size(); ++m) {
+      const cost::ModelCosts& costs = instance_.workloads[m].costs;
+      for (std::size_t s = 0; s < candidates_[m].size(); ++s) {
+        double cheapest = std::numeric_limits<double>::infinity();
+        for (const auto& placement : candidates_[m][s]) {
+          cheapest = std::min(cheapest, busy_seconds(costs, s, placement));
+          largest_error = std::max(largest_error, costs.error(s, placement.format));
+        }
+        if (std::isfinite(cheapest)) {
+          typical += cheapest;
+          ++stages;
+        }
+      }
+    }
+    seconds_per_unit_ = stages > 0 && typical > 0.0 ? typical / static_cast<double>(stages) / 1000.0 : 1e-3;
+    switch (goal_.kind) {
+      case Goal::Kind::delay:
+        formulation_.objective_unit = seconds_per_unit_;
+        break;
+      case Goal::Kind::error:
+        formulation_.objective_unit = largest_error > 0.0 ? largest_error / 1000.0 : 1.0;
+        break;
+      case Goal::Kind::servers:
+        formulation_.objective_unit = 1.0;
+        break;
+    }
+  }
+
+  // Latency: weighted seconds into the objective. Throughput: busy seconds
+  // of the link from `from` to `to`.
+  void add_transfer(ilp::Variable variable, std::size_t from, std::size_t to, double weight, double latency_seconds,
+                    double busy) {
+    if (throughput_) {
+      link_busy_[{from, to}].add(variable, weight * busy / seconds_per_unit_);
+    } else {
+      delay_.add(variable, weight * latency_seconds / seconds_per_unit_);
+    }
+  }
+
+  void add_model(std::size_t m) {
+    const cost::Workload& workload = instance_.workloads[m];
+    const cost::ModelCosts& costs = workload.costs;
+    const std::size_t stage_count = costs.stages.size();
+    on_server_[m].assign(stage_count, std::vector<ilp::LinearExpr>(servers_));
+    least_memory_.assign(stage_count, std::vector<double>(servers_, std::numeric_limits<double>::infinity()));
+    add_placements(m);
+    break_layer_symmetry(formulation_.model, costs, formulation_.x[m], m);
+    add_runs_and_transfers(m);
+    add_feedback(m);
+  }
+
+  void add_placements(std::size_t m) {
+    ilp::Model& model = formulation_.model;
+    const cost::Workload& workload = instance_.workloads[m];
+    const cost::ModelCosts& costs = workload.costs;
+    const std::size_t stage_count = costs.stages.size();
+    const double prompt_bytes = static_cast<double>(costs.request.prompt_tokens) * costs.token_id_bytes;
+    const double tokens_bytes = static_cast<double>(costs.request.new_tokens) * costs.token_id_bytes;
+    ilp::LinearExpr error;
+    double worst_error = 0.0;
+    formulation_.x[m].resize(stage_count);
+    for (std::size_t s = 0; s < stage_count; ++s) {
+      ilp::LinearExpr assigned;
+      double stage_worst_error = 0.0;
+      std::vector<double> stage_worst_memory(servers_, 0.0);
+      for (const cost::Placement& placement : candidates_[m][s]) {
+        const std::size_t j = placement.server;
+        const ilp::Variable x =
+            model.add_binary(fmt::format("x[{}][{}][{}][{}]", m, s, j, quant::format_name(placement.format)));
+        formulation_.x[m][s].emplace_back(placement, x);
+        assigned.add(x, 1.0);
+        on_server_[m][s][j].add(x, 1.0);
+        (throughput_ ? server_busy_[j] : delay_)
+            .add(x, workload.weight * busy_seconds(costs, s, placement) / seconds_per_unit_);
+        const double bytes = costs.memory_bytes(s, placement.format);
+        memory_[j].add(x, bytes / cluster_.servers[j].memory_bytes);
+        stage_worst_memory[j] = std::max(stage_worst_memory[j], bytes);
+        least_memory_[s][j] = std::min(least_memory_[s][j], bytes);
+        error.add(x, costs.error(s, placement.format));
+        stage_worst_error = std::max(stage_worst_error, costs.error(s, placement.format));
+        // The prompt reaches the embedding from the user; every token leaves the head for the user.
+        if (s == 0 && j != user_) {
+          add_transfer(x, user_, j, workload.weight, *links_.transfer_seconds(user_, j, prompt_bytes),
+                       *links_.busy_seconds(user_, j, prompt_bytes));
+        }
+        if (s + 1 == stage_count && j != user_) {
+          add_transfer(x, j, user_, workload.weight, *links_.transfer_seconds(j, user_, costs.token_id_bytes),
+                       *links_.busy_seconds(j, user_, tokens_bytes));
+        }
+      }
+      model.add_constraint(fmt::format("assign[{}][{}]", m, s), assigned, ilp::Sense::equal, 1.0);
+      worst_error += stage_worst_error;
+      for (std::size_t j = 0; j < servers_; ++j) memory_worst_case_[j] += stage_worst_memory[j];
+    }
+    const double budget = workload.accuracy_budget;
+    if (keep_.accuracy_budgets && std::isfinite(budget) && budget > 0.0 && worst_error > budget) {
+      model.add_constraint(fmt::format("budget[{}]", m), error * (1.0 / budget), ilp::Sense::less_equal, 1.0);
+    }
+    if (goal_.kind == Goal::Kind::error && goal_.model == m) goal_error_ = error * (1.0 / formulation_.objective_unit);
+  }
+
+  void add_runs_and_transfers(std::size_t m) {
+    ilp::Model& model = formulation_.model;
+    const cost::Workload& workload = instance_.workloads[m];
+    const cost::ModelCosts& costs = workload.costs;
+    const std::size_t stage_count = costs.stages.size();
+    const auto decode_steps = static_cast<double>(costs.request.decode_steps());
+    // [stage][server]: the runs starting at, ending at and covering a stage.
+    std::vector<std::vector<ilp::LinearExpr>> starts(stage_count, std::vector<ilp::LinearExpr>(servers_));
+    std::vector<std::vector<ilp::LinearExpr>> ends = starts, covers = starts;
+    std::vector<ilp::LinearExpr> runs(servers_), run_memory(servers_);
+    for (std::size_t j = 0; j < servers_; ++j) {
+      const double capacity = cluster_.servers[j].memory_bytes;
+      for (std::size_t a = 0; a < stage_count; ++a) {
+        double least = 0.0;
+        for (std::size_t b = a; b < stage_count; ++b) {
+          least += least_memory_[b][j];
+          if (!std::isfinite(least) || (keep_.memory && least > capacity * (1.0 + cost::feasibility_tolerance))) break;
+          const ilp::Variable w = model.add_binary(fmt::format("w[{}][{}][{}][{}]", m, j, a, b));
+          starts[a][j].add(w, 1.0);
+          ends[b][j].add(w, 1.0);
+          for (std::size_t s = a; s <= b; ++s) covers[s][j].add(w, 1.0);
+          runs[j].add(w, 1.0);
+          run_memory[j].add(w, least / capacity);
+        }
+      }
+    }
+    for (std::size_t s = 0; s < stage_count; ++s) {
+      for (std::size_t j = 0; j < servers_; ++j) {
+        if (on_server_[m][s][j].terms().empty() && covers[s][j].terms().empty()) continue;
+        model.add_constraint(fmt::format("cover[{}][{}][{}]", m, s, j), on_server_[m][s][j], ilp::Sense::equal,
+                             covers[s][j]);
+      }
+    }
+    for (std::size_t p = 1; p < stage_count; ++p) {
+      const double prefill_bytes = static_cast<double>(costs.prefill_rows_into(p)) * costs.activation_bytes;
+      std::vector<ilp::LinearExpr> out(servers_), in(servers_);
+      for (std::size_t j = 0; j < servers_; ++j) {
+        if (ends[p - 1][j].terms().empty()) continue;
+        for (std::size_t k = 0; k < servers_; ++k) {
+          if (k == j || starts[p][k].terms().empty() || !links_.connected(j, k)) continue;
+          const ilp::Variable y = model.add_variable(fmt::format("y[{}][{}][{}][{}]", m, p, j, k), 0.0, 1.0);
+          out[j].add(y, 1.0);
+          in[k].add(y, 1.0);
+          add_transfer(
+              y, j, k, workload.weight,
+              *links_.transfer_seconds(j, k, prefill_bytes) +
+                  (decode_steps > 0.0 ? decode_steps * *links_.transfer_seconds(j, k, costs.activation_bytes) : 0.0),
+              *links_.busy_seconds(j, k, prefill_bytes) +
+                  decode_steps * *links_.busy_seconds(j, k, costs.activation_bytes));
+        }
+      }
+      for (std::size_t j = 0; j < servers_; ++j) {
+        if (!ends[p - 1][j].terms().empty()) {
+          model.add_constraint(fmt::format("leave[{}][{}][{}]", m, p, j), ends[p - 1][j], ilp::Sense::equal, out[j]);
+        }
+        if (!starts[p][j].terms().empty()) {
+          model.add_constraint(fmt::format("enter[{}][{}][{}]", m, p, j), starts[p][j], ilp::Sense::equal, in[j]);
+        }
+      }
+    }
+    for (std::size_t j = 0; j < servers_; ++j) {
+      if (problem_.options.contiguous && keep_.contiguous && !runs[j].terms().empty()) {
+        model.add_constraint(fmt::format("contiguous[{}][{}]", m, j), runs[j], ilp::Sense::less_equal, 1.0);
+      }
+      // Implied by the memory rows, but over binary runs: CBC's cover cuts
+      // from it forbid runs on one server that do not fit together.
+      if (keep_.memory && run_memory[j].terms().size() > 1) {
+        model.add_constraint(fmt::format("run_memory[{}][{}]", m, j), run_memory[j], ilp::Sense::less_equal, 1.0);
+      }
+    }
+  }
+
+  // Each decode step starts with the last token going from the head's server
+  // back to the embedding's.
+  void add_feedback(std::size_t m) {
+    ilp::Model& model = formulation_.model;
+    const cost::Workload& workload = instance_.workloads[m];
+    const cost::ModelCosts& costs = workload.costs;
+    const auto decode_steps = static_cast<double>(costs.request.decode_steps());
+    if (decode_steps == 0.0) return;
+    const auto& heads = on_server_[m].back();
+    const auto& embeddings = on_server_[m].front();
+    std::vector<ilp::LinearExpr> out(servers_), in(servers_);
+    for (std::size_t j = 0; j < servers_; ++j) {
+      if (heads[j].terms().empty()) continue;
+      for (std::size_t k = 0; k < servers_; ++k) {
+        if (embeddings[k].terms().empty() || !links_.connected(j, k)) continue;
+        const ilp::Variable v = model.add_variable(fmt::format("v[{}][{}][{}]", m, j, k), 0.0, 1.0);
+        out[j].add(v, 1.0);
+        in[k].add(v, 1.0);
+        if (j != k) {
+          add_transfer(v, j, k, workload.weight, decode_steps * *links_.transfer_seconds(j, k, costs.token_id_bytes),
+                       decode_steps * *links_.busy_seconds(j, k, costs.token_id_bytes));
+        }
+      }
+    }
+    for (std::size_t j = 0; j < servers_; ++j) {
+      if (!heads[j].terms().empty()) {
+        model.add_constraint(fmt::format("feedback_out[{}][{}]", m, j), out[j], ilp::Sense::equal, heads[j]);
+      }
+      if (!embeddings[j].terms().empty()) {
+        model.add_constraint(fmt::format("feedback_in[{}][{}]", m, j), in[j], ilp::Sense::equal, embeddings[j]);
+      }
+    }
+  }
+
+  void add_memory() {
+    if (!keep_.memory) return;
+    for (std::size_t j = 0; j < servers_; ++j) {
+      if (memory_worst_case_[j] > cluster_.servers[j].memory_bytes) {
+        formulation_.model.add_constraint(fmt::format("memory[{}]", j), memory_[j], ilp::Sense::less_equal, 1.0);
+      }
+    }
+  }
+
+  void add_servers_used() {
+    const bool limit = problem_.options.max_servers && keep_.max_servers;
+    if (!limit && goal_.kind != Goal::Kind::servers) return;
+    ilp::Model& model = formulation_.model;
+    for (std::size_t j = 0; j < servers_; ++j) {
+      std::optional<ilp::Variable> used;
+      for (std::size_t m = 0; m < on_server_.size(); ++m) {
+        for (std::size_t s = 0; s < on_server_[m].size(); ++s) {
+          const ilp::LinearExpr& here = on_server_[m][s][j];
+          if (here.terms().empty()) continue;
+          if (!used) used = model.add_binary(fmt::format("used[{}]", j));
+          model.add_constraint(fmt::format("uses[{}][{}][{}]", m, s, j), here, ilp::Sense::less_equal, *used);
+        }
+      }
+      if (used) servers_used_.add(*used, 1.0);
+    }
+    if (limit) {
+      model.add_constraint("max_servers", servers_used_, ilp::Sense::less_equal,
+                           static_cast<double>(*problem_.options.max_servers));
+    }
+  }
+
+  void add_objective() {
+    ilp::Model& model = formulation_.model;
+    switch (goal_.kind) {
+      case Goal::Kind::delay:
+        if (!throughput_) {
+          model.minimize(delay_);
+          return;
+        }
+        {
+          const ilp::Variable bottleneck = model.add_variable("bottleneck", 0.0, ilp::infinity);
+          for (std::size_t j = 0; j < servers_; ++j) {
+            if (!server_busy_[j].terms().empty()) {
+              model.add_constraint(fmt::format("busy[{}]", j), server_busy_[j], ilp::Sense::less_equal, bottleneck);
+            }
+          }
+          for (const auto& [pair, busy] : link_busy_) {
+            model.add_constraint(fmt::format("link_busy[{}][{}]", pair.first, pair.second), busy,
+                                 ilp::Sense::less_equal, bottleneck);
+          }
+          model.minimize(bottleneck);
+        }
+        return;
+      case Goal::Kind::error:
+        model.minimize(goal_error_);
+        return;
+      case Goal::Kind::servers:
+        model.minimize(servers_used_);
+        return;
+    }
+  }
+
+  const Problem& problem_;
+  const cost::Instance& instance_;
+  const edge::Cluster& cluster_;
+  const Candidates& candidates_;
+  const Relaxation keep_;
+  const Goal goal_;
+  const cost::LinkTable links_;
+  const std::size_t servers_;
+  const std::size_t user_;
+  const bool throughput_;
+  Formulation formulation_;
+  double seconds_per_unit_ = 1e-3;
+  ilp::LinearExpr delay_;                // latency: Σ_m weight · completion, in solver units
+  std::vector<ilp::LinearExpr> memory_;  // [server]: memory used, as a fraction of capacity
+  std::vector<double> memory_worst_case_;
+  std::vector<ilp::LinearExpr> server_busy_;
+  std::map<std::pair<std::size_t, std::size_t>, ilp::LinearExpr> link_busy_;
+  std::vector<std::vector<std::vector<ilp::LinearExpr>>> on_server_;  // [model][stage][server]: Σ_f x
+  std::vector<std::vector<double>> least_memory_;                     // current model, [stage][server]
+  ilp::LinearExpr goal_error_;
+  ilp::LinearExpr servers_used_;
+};
+
+}  // namespace detail
+
+inline Formulation formulate(const Problem& problem, const Candidates& candidates, const Relaxation& keep = {},
+                             const Goal& goal = {}) {
+  return detail::Builder(problem, candidates, keep, goal).build();
+}
+
+// The placement each stage takes in a solution (the x closest to 1).
+inline std::vector<cost::Assignment> assignments(const Formulation& formulation, const ilp::Solution& solution) {
+  std::vector<cost::Assignment> result(formulation.x.size());
+  for (std::size_t m = 0; m < formulation.x.size(); ++m) {
+    for (std::size_t s = 0; s < formulation.x[m].size(); ++s) {
+      const std::pair<cost::Placement, ilp::Variable>* chosen = nullptr;
+      for (const auto& candidate : formulation.x[m][s]) {
+        if (!chosen || solution.value(candidate.second) > solution.value(chosen->second)) chosen = &candidate;
+      }
+      if (!chosen || solution.value(chosen->second) < 0.5) {
+        dilemma::detail::fail("plan: the solver's solution places model {} stage {} nowhere", m, s);
+      }
+      result[m].push_back(chosen->first);
+    }
+  }
+  return result;
+}
+
+}  // namespace dilemma::plan

@@ -1,0 +1,88 @@
+#pragma once
+// The optional int8-activation mode of the integer kernels. By default every
+// product multiplies the stored weights with the float activations as they
+// are. With ActivationPrecision::int8 the activation vector is first rounded
+// to int8, group by group with the weights' groups,
+//     x̂_c = s_g · q_c,   s_g = max_{c∈g} |x_c| / 127,   q_c = round(x_c / s_g) ∈ [-127, 127],
+// and an int8 or int4 weight then costs one integer multiply-add per weight
+// (vpdpbusd, or vpmaddubsw + vpmaddwd without VNNI) instead of a conversion to
+// float and an FMA: the kernels compute y = Ŵ·x̂ exactly in int32 per group
+// and scale in float. The result differs from Ŵ·x by Ŵ·(x̂ − x), with
+// |x̂_c − x_c| ≤ s_g / 2; docs/kernels.md reports the error. The mode is an
+// explicit choice of the caller (KernelContext::activations) and applies to
+// integer weights only: float weights always see float activations.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "dilemma/error.hpp"
+
+namespace dilemma::quant {
+
+enum class ActivationPrecision { f32, int8 };
+
+inline constexpr std::string_view activation_precision_name(ActivationPrecision precision) {
+  return precision == ActivationPrecision::int8 ? "int8" : "f32";
+}
+
+// Groups larger than this could overflow the int32 sum of 255 · 127 products.
+inline constexpr Eigen::Index max_int8_activation_group = 65536;
+
+// One activation vector in int8, per group of `group_size` elements.
+struct QuantizedActivations {
+  Eigen::Index group_size = 0;
+  std::vector<std::int8_t> codes;  // q, one per element
+  std::vector<float> scales;       // s_g, one per group
+  std::vector<std::int32_t> sums;  // Σ q over each group, for the kernels' unsigned-weight corrections
+
+  // x̂ = s_g · q.
+  std::vector<float> dequantize() const {
+    std::vector<float> restored(codes.size());
+    for (std::size_t c = 0; c < codes.size(); ++c) {
+      restored[c] = scales[c / static_cast<std::size_t>(group_size)] * static_cast<float>(codes[c]);
+    }
+    return restored;
+  }
+};
+
+// Rounds half away from zero; a group of zeros gets scale 0. Non-finite
+// activations have no int8 code and are an error.
+inline QuantizedActivations quantize_activations(std::span<const float> x, Eigen::Index group_size) {
+  if (group_size <= 0 || group_size > max_int8_activation_group || x.size() % static_cast<std::size_t>(group_size) != 0) {
+    dilemma::detail::fail("int8 activations: group size {} does not split {} activations (at most {})", group_size,
+                          x.size(), max_int8_activation_group);
+  }
+  const auto size = static_cast<std::size_t>(group_size);
+  QuantizedActivations q{group_size, std::vector<std::int8_t>(x.size()), std::vector<float>(x.size() / size),
+                         std::vector<std::int32_t>(x.size() / size)};
+  for (std::size_t g = 0; g < q.scales.size(); ++g) {
+    const std::span<const float> group = x.subspan(g * size, size);
+    float magnitude = 0;
+    for (std::size_t i = 0; i < size; ++i) {
+      if (!std::isfinite(group[i])) {
+        dilemma::detail::fail("int8 activations: activation {} is {}, which has no int8 code", g * size + i,
+                              group[i]);
+      }
+      magnitude = std::max(magnitude, std::abs(group[i]));
+    }
+    const float scale = magnitude / 127.0f;
+    q.scales[g] = scale;
+    std::int32_t sum = 0;
+    for (std::size_t i = 0; i < size; ++i) {
+      const float code = scale == 0 ? 0.0f : std::clamp(std::round(group[i] / scale), -127.0f, 127.0f);
+      q.codes[g * size + i] = static_cast<std::int8_t>(code);
+      sum += static_cast<std::int32_t>(code);
+    }
+    q.sums[g] = sum;
+  }
+  return q;
+}
+
+}  // namespace dilemma::quant

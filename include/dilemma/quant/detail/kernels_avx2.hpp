@@ -1,0 +1,283 @@
+#pragma once
+// AVX2 + FMA + F16C kernels, compiled through target attributes so that the
+// header builds without -mavx2 and runs only where the CPU has the extensions
+// (see kernel_isa.hpp). Weights are widened to float in registers and never
+// written to memory in the matrix–vector product.
+//
+// Rows are processed `Rows` at a time so that every load of x serves several
+// rows. Integer kernels accumulate Σ code·x per group in one register per row
+// and apply the group's scale once per group, not once per weight; int4 works
+// on unsigned nibbles u (ŵ = scale·u + offset, offset = −8·scale when
+// symmetric), so the offset contributes offset·Σx with the precomputed group
+// sums of x.
+
+#include "dilemma/quant/kernel_isa.hpp"
+
+#if DILEMMA_QUANT_X86_KERNELS
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include <Eigen/Core>
+
+#include "dilemma/quant/activations.hpp"
+#include "dilemma/quant/detail/weight_view.hpp"
+
+#define DILEMMA_QUANT_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace dilemma::quant::detail::avx2 {
+
+DILEMMA_QUANT_TARGET_AVX2 inline float horizontal_sum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+DILEMMA_QUANT_TARGET_AVX2 inline __m256 load_f16x8(const std::uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+DILEMMA_QUANT_TARGET_AVX2 inline __m256 load_int8x8(const std::int8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+// The 32 nibbles of one int4 block (16 bytes) as four vectors of 8 floats, in column order.
+struct Int4Block {
+  __m256 w[4];
+};
+
+DILEMMA_QUANT_TARGET_AVX2 inline Int4Block load_int4_block(const std::uint8_t* p) {
+  const __m128i nibble_mask = _mm_set1_epi8(0x0F);
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i low = _mm_and_si128(packed, nibble_mask);                      // columns 0..15
+  const __m128i high = _mm_and_si128(_mm_srli_epi16(packed, 4), nibble_mask);  // columns 16..31
+  return {{_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(low)),
+           _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(low, 8))),
+           _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(high)),
+           _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(high, 8)))}};
+}
+
+// Prefetches the cache line at byte `offset` of rows r0 + ahead … r0 + ahead
+// + Rows − 1 (see WeightView::prefetch_rows_ahead) when they all exist; the
+// last blocks of a matrix go without. Always inlined: GCC finds a function
+// whose only effect is a prefetch free of side effects and deletes its calls.
+template <int Rows>
+DILEMMA_QUANT_TARGET_AVX2 __attribute__((always_inline)) inline void prefetch_rows(const WeightView& w, Eigen::Index r0,
+                                                                                   Eigen::Index ahead,
+                                                                                   Eigen::Index offset) {
+  if (r0 + ahead + Rows > w.rows) return;
+  const char* first = static_cast<const char*>(w.data) + (r0 + ahead) * w.row_bytes() + offset;
+  for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * w.row_bytes(), 0, 3);
+}
+
+template <Format F, int Rows>
+DILEMMA_QUANT_TARGET_AVX2 inline void gemv_float(const WeightView& w, const float* x, float* y, Eigen::Index r0,
+                                                 Eigen::Index ahead) {
+  constexpr Eigen::Index weight_bytes = F == Format::f32 ? 4 : 2;
+  __m256 acc[Rows];
+  for (int i = 0; i < Rows; ++i) acc[i] = _mm256_setzero_ps();
+  Eigen::Index c = 0;
+  for (; c + 8 <= w.cols; c += 8) {
+    if (c * weight_bytes % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c * weight_bytes);
+    const __m256 xv = _mm256_loadu_ps(x + c);
+    for (int i = 0; i < Rows; ++i) {
+      const __m256 wv = F == Format::f32 ? _mm256_loadu_ps(w.f32_row(r0 + i) + c) : load_f16x8(w.f16_row(r0 + i) + c);
+      acc[i] = _mm256_fmadd_ps(wv, xv, acc[i]);
+    }
+  }
+  for (int i = 0; i < Rows; ++i) {
+    float sum = horizontal_sum(acc[i]);
+    for (Eigen::Index t = c; t < w.cols; ++t) {
+      sum += (F == Format::f32 ? w.f32_row(r0 + i)[t] : f16_bits_to_f32(w.f16_row(r0 + i)[t])) * x[t];
+    }
+    y[r0 + i] = sum;
+  }
+}
+
+template <int Rows>
+DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int8(const WeightView& w, const float* x, float* y, Eigen::Index r0,
+                                                Eigen::Index ahead) {
+  __m256 total[Rows];
+  for (int i = 0; i < Rows; ++i) total[i] = _mm256_setzero_ps();
+  for (Eigen::Index g = 0; g < w.groups(); ++g) {
+    __m256 dot[Rows];
+    for (int i = 0; i < Rows; ++i) dot[i] = _mm256_setzero_ps();
+    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += 8) {
+      if (c % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c);
+      const __m256 xv = _mm256_loadu_ps(x + c);
+      for (int i = 0; i < Rows; ++i) dot[i] = _mm256_fmadd_ps(load_int8x8(w.int8_row(r0 + i) + c), xv, dot[i]);
+    }
+    for (int i = 0; i < Rows; ++i) {
+      total[i] = _mm256_fmadd_ps(dot[i], _mm256_set1_ps(w.scales_row(r0 + i)[g]), total[i]);
+    }
+  }
+  for (int i = 0; i < Rows; ++i) y[r0 + i] = horizontal_sum(total[i]);
+}
+
+template <int Rows>
+DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int4(const WeightView& w, const float* x, const float* group_sums, float* y,
+                                                Eigen::Index r0, Eigen::Index ahead) {
+  __m256 total[Rows];
+  float offset_terms[Rows] = {};
+  for (int i = 0; i < Rows; ++i) total[i] = _mm256_setzero_ps();
+  for (Eigen::Index g = 0; g < w.groups(); ++g) {
+    __m256 dot[Rows];
+    for (int i = 0; i < Rows; ++i) dot[i] = _mm256_setzero_ps();
+    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += int4_block) {
+      if (c % 128 == 0) prefetch_rows<Rows>(w, r0, ahead, c / 2);
+      const __m256 x0 = _mm256_loadu_ps(x + c);
+      const __m256 x1 = _mm256_loadu_ps(x + c + 8);
+      const __m256 x2 = _mm256_loadu_ps(x + c + 16);
+      const __m256 x3 = _mm256_loadu_ps(x + c + 24);
+      for (int i = 0; i < Rows; ++i) {
+        const Int4Block block = load_int4_block(w.int4_row(r0 + i) + c / 2);
+        dot[i] = _mm256_fmadd_ps(block.w[0], x0, dot[i]);
+        dot[i] = _mm256_fmadd_ps(block.w[1], x1, dot[i]);
+        dot[i] = _mm256_fmadd_ps(block.w[2], x2, dot[i]);
+        dot[i] = _mm256_fmadd_ps(block.w[3], x3, dot[i]);
+      }
+    }
+    for (int i = 0; i < Rows; ++i) {
+      total[i] = _mm256_fmadd_ps(dot[i], _mm256_set1_ps(w.scales_row(r0 + i)[g]), total[i]);
+      offset_terms[i] += w.int4_offset(r0 + i, g) * group_sums[g];
+    }
+  }
+  for (int i = 0; i < Rows; ++i) y[r0 + i] = horizontal_sum(total[i]) + offset_terms[i];
+}
+
+template <int Rows>
+DILEMMA_QUANT_TARGET_AVX2 inline void gemv_block(const WeightView& w, const float* x, const float* group_sums, float* y,
+                                                 Eigen::Index r0, Eigen::Index ahead) {
+  switch (w.format) {
+    case Format::f32: gemv_float<Format::f32, Rows>(w, x, y, r0, ahead); return;
+    case Format::f16: gemv_float<Format::f16, Rows>(w, x, y, r0, ahead); return;
+    case Format::int8: gemv_int8<Rows>(w, x, y, r0, ahead); return;
+    case Format::int4: gemv_int4<Rows>(w, x, group_sums, y, r0, ahead); return;
+  }
+}
+
+// y[r] for r in [begin, end); `group_sums` is Σ x over each group (integer formats).
+DILEMMA_QUANT_TARGET_AVX2 inline void gemv_rows(const WeightView& w, const float* x, const float* group_sums, float* y,
+                                                Eigen::Index begin, Eigen::Index end) {
+  constexpr int rows_at_once = 4;
+  const Eigen::Index ahead = w.prefetch_rows_ahead();
+  Eigen::Index r = begin;
+  for (; r + rows_at_once <= end; r += rows_at_once) gemv_block<rows_at_once>(w, x, group_sums, y, r, ahead);
+  for (; r < end; ++r) gemv_block<1>(w, x, group_sums, y, r, ahead);
+}
+
+// Rows [begin, end) of Ŵ into `out`, row-major [(end − begin) × cols].
+DILEMMA_QUANT_TARGET_AVX2 inline void dequantize_rows(const WeightView& w, Eigen::Index begin, Eigen::Index end,
+                                                      float* out) {
+  for (Eigen::Index r = begin; r < end; ++r, out += w.cols) {
+    switch (w.format) {
+      case Format::f32: std::copy_n(w.f32_row(r), w.cols, out); break;
+      case Format::f16: {
+        const std::uint16_t* row = w.f16_row(r);
+        Eigen::Index c = 0;
+        for (; c + 8 <= w.cols; c += 8) _mm256_storeu_ps(out + c, load_f16x8(row + c));
+        for (; c < w.cols; ++c) out[c] = f16_bits_to_f32(row[c]);
+        break;
+      }
+      case Format::int8: {
+        for (Eigen::Index c = 0; c < w.cols; c += 8) {
+          const __m256 scale = _mm256_set1_ps(w.scales_row(r)[c / w.group_size]);
+          _mm256_storeu_ps(out + c, _mm256_mul_ps(load_int8x8(w.int8_row(r) + c), scale));
+        }
+        break;
+      }
+      case Format::int4: {
+        for (Eigen::Index c = 0; c < w.cols; c += int4_block) {
+          const Eigen::Index g = c / w.group_size;
+          const __m256 scale = _mm256_set1_ps(w.scales_row(r)[g]);
+          const __m256 offset = _mm256_set1_ps(w.int4_offset(r, g));
+          const Int4Block block = load_int4_block(w.int4_row(r) + c / 2);
+          for (int k = 0; k < 4; ++k) _mm256_storeu_ps(out + c + 8 * k, _mm256_fmadd_ps(block.w[k], scale, offset));
+        }
+        break;
+      }
+    }
+  }
+}
+
+// ---- int8 activations (activations.hpp) ----
+
+// The 32 codes of one int4 block as unsigned bytes, in column order.
+DILEMMA_QUANT_TARGET_AVX2 inline __m256i int4_block_bytes(const std::uint8_t* p) {
+  const __m128i nibble_mask = _mm_set1_epi8(0x0F);
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), nibble_mask), _mm_and_si128(packed, nibble_mask));
+}
+
+// 32 products of unsigned bytes (≤ 15) with int8 codes, summed into 8 int32
+// lanes; pairs stay within vpmaddubsw's int16 (2 · 15 · 127).
+DILEMMA_QUANT_TARGET_AVX2 inline __m256i dot_unsigned_codes(__m256i weights, __m256i codes) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(weights, codes), _mm256_set1_epi16(1));
+}
+
+// 32 products of int8 weights with int8 codes: vpmaddubsw needs an unsigned
+// operand, so the weights' signs move to the codes (|w| ≤ 128, |q| ≤ 127: pairs
+// stay within int16).
+DILEMMA_QUANT_TARGET_AVX2 inline __m256i dot_signed_codes(__m256i weights, __m256i codes) {
+  return dot_unsigned_codes(_mm256_abs_epi8(weights), _mm256_sign_epi8(codes, weights));
+}
+
+template <Format F, int Rows>
+DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int8_activations(const WeightView& w, const QuantizedActivations& x, float* y,
+                                                            Eigen::Index r0, Eigen::Index ahead) {
+  __m256 total[Rows];
+  float offset_terms[Rows] = {};
+  for (int i = 0; i < Rows; ++i) total[i] = _mm256_setzero_ps();
+  for (Eigen::Index g = 0; g < w.groups(); ++g) {
+    const auto group = static_cast<std::size_t>(g);
+    __m256i dot[Rows];
+    for (int i = 0; i < Rows; ++i) dot[i] = _mm256_setzero_si256();
+    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += int4_block) {
+      const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.codes.data() + c));
+      if constexpr (F == Format::int8) {
+        if (c % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c);
+        for (int i = 0; i < Rows; ++i) {
+          const __m256i weights = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.int8_row(r0 + i) + c));
+          dot[i] = _mm256_add_epi32(dot[i], dot_signed_codes(weights, codes));
+        }
+      } else {
+        if (c % 128 == 0) prefetch_rows<Rows>(w, r0, ahead, c / 2);
+        for (int i = 0; i < Rows; ++i) {
+          dot[i] = _mm256_add_epi32(dot[i], dot_unsigned_codes(int4_block_bytes(w.int4_row(r0 + i) + c / 2), codes));
+        }
+      }
+    }
+    for (int i = 0; i < Rows; ++i) {
+      const __m256 scale = _mm256_set1_ps(w.scales_row(r0 + i)[g] * x.scales[group]);
+      total[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i]), scale, total[i]);
+      if constexpr (F == Format::int4) {
+        offset_terms[i] += w.int4_offset(r0 + i, g) * x.scales[group] * static_cast<float>(x.sums[group]);
+      }
+    }
+  }
+  for (int i = 0; i < Rows; ++i) y[r0 + i] = horizontal_sum(total[i]) + offset_terms[i];
+}
+
+// y[r] = Σ_c ŵ[r][c] · x̂_c for r in [begin, end), integer weights only.
+DILEMMA_QUANT_TARGET_AVX2 inline void gemv_rows_int8_activations(const WeightView& w, const QuantizedActivations& x,
+                                                                 float* y, Eigen::Index begin, Eigen::Index end) {
+  constexpr int rows_at_once = 4;
+  const Eigen::Index ahead = w.prefetch_rows_ahead();
+  Eigen::Index r = begin;
+  if (w.format == Format::int8) {
+    for (; r + rows_at_once <= end; r += rows_at_once) gemv_int8_activations<Format::int8, rows_at_once>(w, x, y, r, ahead);
+    for (; r < end; ++r) gemv_int8_activations<Format::int8, 1>(w, x, y, r, ahead);
+  } else {
+    for (; r + rows_at_once <= end; r += rows_at_once) gemv_int8_activations<Format::int4, rows_at_once>(w, x, y, r, ahead);
+    for (; r < end; ++r) gemv_int8_activations<Format::int4, 1>(w, x, y, r, ahead);
+  }
+}
+
+}  // namespace dilemma::quant::detail::avx2
+
+#undef DILEMMA_QUANT_TARGET_AVX2
+
+#endif  // DILEMMA_QUANT_X86_KERNELS

@@ -1,0 +1,237 @@
+#pragma once
+// Products of a quantized weight W [rows × cols] with float activations:
+//   gemv: y = W·x            (decode: one token, every weight read once)
+//   gemm: Y = X·Wᵀ           (prefill: X is [tokens × cols], Y [tokens × rows])
+// Both split the output rows across a ThreadPool and run the kernels the
+// KernelContext names (kernel_isa.hpp), which all compute the same products up
+// to float rounding.
+//
+// gemv widens weights in registers and streams W once. gemm dequantizes a
+// panel of W's rows into an L2-sized float buffer once for all tokens, then
+// multiplies it with Eigen's cache-blocked GEMM: a prefill is compute-bound,
+// and the panel makes the dequantization cost O(rows·cols), independent of
+// the number of tokens. With KernelContext::activations = int8, integer
+// weights meet int8-rounded activations instead (activations.hpp), token by
+// token.
+
+#include <algorithm>
+#include <cstddef>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "dilemma/error.hpp"
+#include "dilemma/model/matrix.hpp"
+#include "dilemma/parallel/thread_pool.hpp"
+#include "dilemma/quant/activations.hpp"
+#include "dilemma/quant/detail/kernels_avx2.hpp"
+#include "dilemma/quant/detail/kernels_avx512.hpp"
+#include "dilemma/quant/detail/kernels_scalar.hpp"
+#include "dilemma/quant/detail/weight_view.hpp"
+#include "dilemma/quant/kernel_isa.hpp"
+#include "dilemma/quant/quantized_matrix.hpp"
+
+namespace dilemma::quant {
+
+// How a product runs: on which threads (the pool's, or only the calling
+// thread's when null), with which kernels, and whether integer weights meet
+// float activations or int8-rounded ones (activations.hpp; float weights
+// always meet float activations).
+struct KernelContext {
+  parallel::ThreadPool* pool = nullptr;
+  KernelIsa isa = default_kernel_isa();
+  ActivationPrecision activations = ActivationPrecision::f32;
+};
+
+namespace detail {
+
+inline void check_isa(KernelIsa isa) {
+  if (!kernel_isa_available(isa)) {
+    dilemma::detail::fail("quant kernels: {} kernels are not available on this CPU or build (best: {})",
+                          kernel_isa_name(isa), kernel_isa_name(best_kernel_isa()));
+  }
+}
+
+// Σ x over each group: the int4 kernels that work on unsigned nibbles add
+// offset · Σx once per group instead of the offset once per weight.
+inline std::vector<float> group_sums(const WeightView& w, const float* x) {
+  std::vector<float> sums(static_cast<std::size_t>(w.groups()));
+  for (Eigen::Index g = 0; g < w.groups(); ++g) {
+    float sum = 0;
+    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; ++c) sum += x[c];
+    sums[static_cast<std::size_t>(g)] = sum;
+  }
+  return sums;
+}
+
+inline bool needs_group_sums(KernelIsa isa, const WeightView& w) {
+  if (w.format != Format::int4) return false;
+  return isa == KernelIsa::avx2 || (isa == KernelIsa::scalar && w.asymmetric);
+}
+
+inline void gemv_rows(KernelIsa isa, const WeightView& w, const float* x, const float* sums, float* y,
+                      Eigen::Index begin, Eigen::Index end) {
+  switch (isa) {
+#if DILEMMA_QUANT_X86_KERNELS
+    case KernelIsa::avx512: avx512::gemv_rows(w, x, y, begin, end); return;
+    case KernelIsa::avx2: avx2::gemv_rows(w, x, sums, y, begin, end); return;
+#else
+    case KernelIsa::avx512:
+    case KernelIsa::avx2: break;
+#endif
+    case KernelIsa::scalar: gemv_rows_scalar(w, x, sums, y, begin, end); return;
+  }
+  check_isa(isa);
+}
+
+inline void gemv_rows_int8_activations(KernelIsa isa, const WeightView& w, const QuantizedActivations& x, float* y,
+                                       Eigen::Index begin, Eigen::Index end) {
+  switch (isa) {
+#if DILEMMA_QUANT_X86_KERNELS
+    case KernelIsa::avx512:
+      if (cpu_has_avx512_vnni()) {
+        avx512::gemv_rows_int8_activations(w, x, y, begin, end);
+        return;
+      }
+      [[fallthrough]];
+    case KernelIsa::avx2: avx2::gemv_rows_int8_activations(w, x, y, begin, end); return;
+#else
+    case KernelIsa::avx512:
+    case KernelIsa::avx2: break;
+#endif
+    case KernelIsa::scalar: gemv_rows_scalar_int8_activations(w, x, y, begin, end); return;
+  }
+  check_isa(isa);
+}
+
+inline void dequantize_rows(KernelIsa isa, const WeightView& w, Eigen::Index begin, Eigen::Index end, float* out) {
+  switch (isa) {
+#if DILEMMA_QUANT_X86_KERNELS
+    case KernelIsa::avx512: avx512::dequantize_rows(w, begin, end, out); return;
+    case KernelIsa::avx2: avx2::dequantize_rows(w, begin, end, out); return;
+#else
+    case KernelIsa::avx512:
+    case KernelIsa::avx2: break;
+#endif
+    case KernelIsa::scalar: dequantize_rows_scalar(w, begin, end, out); return;
+  }
+  check_isa(isa);
+}
+
+// Runs body(begin, end) over [0, count) in chunks, on the pool when there is one.
+template <typename Body>
+void for_row_chunks(parallel::ThreadPool* pool, Eigen::Index count, Eigen::Index chunk, Body&& body) {
+  if (pool == nullptr) {
+    for (Eigen::Index begin = 0; begin < count; begin += chunk) body(begin, std::min(count, begin + chunk));
+    return;
+  }
+  pool->parallel_for(static_cast<std::size_t>(count), static_cast<std::size_t>(chunk),
+                     [&body](std::size_t begin, std::size_t end) {
+                       body(static_cast<Eigen::Index>(begin), static_cast<Eigen::Index>(end));
+                     });
+}
+
+// Rows per GEMV chunk: about eight chunks per thread, so that a thread slowed
+// down by another process hands its share to the others, but never so few
+// rows that taking a chunk costs more than computing it; a multiple of the
+// kernels' 8-row blocks.
+inline Eigen::Index gemv_chunk_rows(Eigen::Index rows, unsigned threads) {
+  const Eigen::Index per_chunk = (rows + 8 * threads - 1) / (8 * static_cast<Eigen::Index>(threads));
+  return std::max<Eigen::Index>(16, (per_chunk + 7) / 8 * 8);
+}
+
+// Rows per GEMM panel: 64k floats (256 KiB) stay in L2 while every token's
+// row of X passes over them.
+inline Eigen::Index gemm_panel_rows(Eigen::Index cols) {
+  constexpr Eigen::Index panel_floats = Eigen::Index{1} << 16;
+  return std::max<Eigen::Index>(16, panel_floats / cols / 16 * 16);
+}
+
+// A per-thread buffer for the dequantized panel, kept across calls so that a
+// prefill does not allocate (and fault in) fresh pages for every panel.
+inline std::vector<float>& panel_buffer() {
+  thread_local std::vector<float> buffer;
+  return buffer;
+}
+
+}  // namespace detail
+
+// y = W·x, with x of w.cols() floats and y of w.rows() floats.
+inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<float> y,
+                 const KernelContext& context = {}) {
+  if (x.size() != static_cast<std::size_t>(w.cols()) || y.size() != static_cast<std::size_t>(w.rows())) {
+    dilemma::detail::fail("gemv(): a [{} × {}] weight needs x of {} and y of {} floats, got {} and {}", w.rows(),
+                          w.cols(), w.cols(), w.rows(), x.size(), y.size());
+  }
+  // std::less orders pointers into unrelated arrays too, where < is unspecified.
+  const std::less<const float*> before;
+  if (before(x.data(), y.data() + y.size()) && before(y.data(), x.data() + x.size())) {
+    dilemma::detail::fail("gemv(): x and y overlap");
+  }
+  detail::check_isa(context.isa);
+  const auto view = detail::WeightView::of(w);
+  const unsigned threads = context.pool == nullptr ? 1 : context.pool->size();
+  if (context.activations == ActivationPrecision::int8 && is_integer_format(w.format())) {
+    const QuantizedActivations codes = quantize_activations(x, view.group_size);
+    detail::for_row_chunks(context.pool, w.rows(), detail::gemv_chunk_rows(w.rows(), threads),
+                           [&](Eigen::Index begin, Eigen::Index end) {
+                             detail::gemv_rows_int8_activations(context.isa, view, codes, y.data(), begin, end);
+                           });
+    return;
+  }
+  const std::vector<float> sums =
+      detail::needs_group_sums(context.isa, view) ? detail::group_sums(view, x.data()) : std::vector<float>{};
+  detail::for_row_chunks(context.pool, w.rows(), detail::gemv_chunk_rows(w.rows(), threads),
+                         [&](Eigen::Index begin, Eigen::Index end) {
+                           detail::gemv_rows(context.isa, view, x.data(), sums.data(), y.data(), begin, end);
+                         });
+}
+
+// Y = X·Wᵀ, with X [tokens × w.cols()]; y is resized to [tokens × w.rows()].
+inline void gemm(const QuantizedMatrix& w, const model::Matrix& x, model::Matrix& y,
+                 const KernelContext& context = {}) {
+  if (x.cols() != w.cols()) {
+    dilemma::detail::fail("gemm(): a [{} × {}] weight needs activations with {} columns, got [{} × {}]", w.rows(),
+                          w.cols(), w.cols(), x.rows(), x.cols());
+  }
+  if (&x == &y) dilemma::detail::fail("gemm(): x and y are the same matrix");
+  detail::check_isa(context.isa);
+  y.resize(x.rows(), w.rows());
+  if (x.rows() == 0) return;
+  // One token takes the matrix–vector path, and so do int8 activations:
+  // they are rounded token by token, so a prefill computes exactly what the
+  // same tokens would give one at a time in decode.
+  if (x.rows() == 1 || (context.activations == ActivationPrecision::int8 && is_integer_format(w.format()))) {
+    for (Eigen::Index t = 0; t < x.rows(); ++t) {
+      gemv(w, std::span(x.row(t).data(), static_cast<std::size_t>(x.cols())),
+           std::span(y.row(t).data(), static_cast<std::size_t>(y.cols())), context);
+    }
+    return;
+  }
+  const auto view = detail::WeightView::of(w);
+  using ConstPanel = Eigen::Map<const model::Matrix>;
+  detail::for_row_chunks(context.pool, w.rows(), detail::gemm_panel_rows(w.cols()),
+                         [&](Eigen::Index begin, Eigen::Index end) {
+                           const Eigen::Index count = end - begin;
+                           const float* panel = nullptr;
+                           if (view.format == Format::f32) {
+                             panel = view.f32_row(begin);
+                           } else {
+                             std::vector<float>& buffer = detail::panel_buffer();
+                             buffer.resize(static_cast<std::size_t>(count * w.cols()));
+                             detail::dequantize_rows(context.isa, view, begin, end, buffer.data());
+                             panel = buffer.data();
+                           }
+                           y.middleCols(begin, count).noalias() = x * ConstPanel(panel, count, w.cols()).transpose();
+                         });
+}
+
+inline model::Matrix gemm(const QuantizedMatrix& w, const model::Matrix& x, const KernelContext& context = {}) {
+  model::Matrix y;
+  gemm(w, x, y, context);
+  return y;
+}
+
+}  // namespace dilemma::quant

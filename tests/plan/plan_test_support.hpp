@@ -1,0 +1,44 @@
+#pragma once
+// Planning problems for the bundled tiny-opt on the example clusters.
+
+#include <filesystem>
+#include <string>
+
+#include "dilemma/cost/error_table.hpp"
+#include "dilemma/cost/model_costs.hpp"
+#include "dilemma/edge/cluster.hpp"
+#include "dilemma/model/config.hpp"
+#include "dilemma/plan/problem.hpp"
+#include "test_support.hpp"
+
+namespace dilemma::testing {
+
+inline std::filesystem::path example_cluster(const std::string& name) {
+  return assets_dir().parent_path() / "examples" / "clusters" / (name + ".json");
+}
+
+inline model::OptConfig tiny_opt_config() { return model::OptConfig::load(model_dir("tiny-opt") / "config.json"); }
+
+// The sum of every stage's error in `format`: the error of quantizing the whole model.
+inline double whole_model_error(const cost::ErrorTable& errors, quant::Format format) {
+  double sum = 0.0;
+  for (std::size_t s = 0; s < errors.errors.size(); ++s) sum += *errors.error(s, format);
+  return sum;
+}
+
+// tiny-opt with analytic costs and proxy errors, 128 prompt + 32 new tokens.
+// Its embedding and head are 96 columns wide: integer formats can store them
+// with groups of 32, not with the default 64.
+inline plan::Problem tiny_opt_problem(const edge::Cluster& cluster, double accuracy_budget,
+                                      const quant::QuantScheme& scheme = {}) {
+  const model::OptConfig config = tiny_opt_config();
+  plan::Problem problem;
+  problem.instance.cluster = cluster;
+  problem.instance.workloads.push_back(
+      {cost::analytic_costs(config, cluster, {128, 32, 1}, cost::proxy_error_table(config, scheme), {scheme},
+                            "tiny-opt"),
+       accuracy_budget, 1.0});
+  return problem;
+}
+
+}  // namespace dilemma::testing

@@ -1,0 +1,113 @@
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "dilemma/plan/baselines.hpp"
+#include "dilemma/plan/brute_force.hpp"
+#include "dilemma/plan/solve.hpp"
+#include "random_instances.hpp"
+
+using namespace dilemma;
+using quant::Format;
+
+namespace {
+
+double relative_difference(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
+
+testing::RandomShape baseline_shape(std::uint64_t seed) {
+  testing::RandomShape shape;
+  shape.servers = 2 + seed % 3;
+  shape.stages = 4 + seed % 3;
+  shape.options = seed % 2 == 0;
+  return shape;
+}
+
+}  // namespace
+
+TEST_CASE("the uniform-format dynamic program is optimal among contiguous placements in that format") {
+  int matched = 0, none = 0;
+  for (std::uint64_t seed = 4000; seed < 4060; ++seed) {
+    const plan::Problem problem = testing::random_problem(seed, baseline_shape(seed));
+    for (Format format : {Format::f32, Format::int8, Format::int4}) {
+      CAPTURE(seed);
+      CAPTURE(quant::format_name(format));
+      const plan::Plan dp =
+          format == Format::f32 ? plan::placement_only(problem) : plan::uniform_format(problem, format);
+      if (std::find(problem.options.formats.begin(), problem.options.formats.end(), format) ==
+          problem.options.formats.end()) {
+        CHECK_FALSE(dp.has_plan());  // the options forbid the format
+        continue;
+      }
+      plan::Problem restricted = problem;
+      restricted.options.contiguous = true;
+      restricted.options.formats = {format};
+      const plan::Plan exact = plan::brute_force(restricted);
+      REQUIRE(dp.has_plan() == exact.has_plan());
+      if (!dp.has_plan()) {
+        ++none;
+        continue;
+      }
+      ++matched;
+      CHECK(dp.status == plan::Status::feasible);
+      CHECK(relative_difference(dp.objective(), exact.objective()) <= 1e-9);
+      CHECK(relative_difference(*dp.solver.objective, dp.objective()) <= 1e-12);
+    }
+  }
+  MESSAGE(matched << " plans matched, " << none << " without a plan");
+  CHECK(matched >= 60);
+  CHECK(none >= 10);
+}
+
+TEST_CASE("single-server, greedy and uniform baselines are valid plans no better than DILEMMA") {
+  int single = 0, greedy = 0, single_exact = 0;
+  for (std::uint64_t seed = 5000; seed < 5060; ++seed) {
+    CAPTURE(seed);
+    const plan::Problem problem = testing::random_problem(seed, baseline_shape(seed));
+    const plan::Plan best = plan::solve(problem);
+    for (const plan::Plan& baseline :
+         {plan::single_server(problem), plan::greedy(problem), plan::uniform_format(problem, Format::int8)}) {
+      CAPTURE(baseline.method);
+      if (!baseline.has_plan()) {
+        CHECK_FALSE(baseline.reasons.empty());
+        continue;
+      }
+      REQUIRE(best.has_plan());
+      CHECK(baseline.evaluation.feasible());
+      CHECK(best.objective() <= baseline.objective() * (1 + 1e-9));
+      single += baseline.method == "single-server-f32";
+      greedy += baseline.method == "greedy";
+    }
+    // The single-server baseline is the best plan on one server in float32.
+    plan::Problem one_server = problem;
+    one_server.options.max_servers = 1;
+    one_server.options.formats = {Format::f32};
+    const plan::Plan exact = plan::brute_force(one_server);
+    const plan::Plan baseline = plan::single_server(problem);
+    REQUIRE(exact.has_plan() == baseline.has_plan());
+    if (exact.has_plan()) {
+      CHECK(relative_difference(baseline.objective(), exact.objective()) <= 1e-9);
+      ++single_exact;
+    }
+  }
+  MESSAGE(single << " single-server plans (" << single_exact << " checked by enumeration), " << greedy
+                 << " greedy plans");
+  CHECK(single_exact >= 5);
+  CHECK(greedy >= 20);
+}
+
+TEST_CASE("the DP baseline refuses problems it cannot solve exactly") {
+  testing::RandomShape shape;
+  shape.models = 2;
+  const plan::Problem two_models = testing::random_problem(1, shape);
+  CHECK_THROWS_WITH_AS(plan::uniform_format(two_models, Format::int8),
+                       "uniform-int8: the dynamic program places one model; the instance has 2", Error);
+  shape.models = 1;
+  shape.servers = 11;
+  const plan::Problem many_servers = testing::random_problem(1, shape);
+  CHECK_THROWS_WITH_AS(plan::placement_only(many_servers),
+                       "placement-only-f32: the dynamic program enumerates subsets of servers and handles at most 10; "
+                       "the cluster has 11",
+                       Error);
+}

@@ -1,0 +1,65 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "dilemma/plan/brute_force.hpp"
+#include "dilemma/plan/solve.hpp"
+#include "random_instances.hpp"
+
+using namespace dilemma;
+
+namespace {
+
+double relative_difference(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
+
+}  // namespace
+
+TEST_CASE("the ILP optimum equals the brute-force optimum on seeded random instances") {
+  int feasible = 0, infeasible = 0, throughput = 0, multi_model = 0, with_options = 0, tight = 0;
+  for (std::uint64_t seed = 1; seed <= 240; ++seed) {
+    testing::RandomShape shape;
+    shape.servers = 2 + seed % 3;                          // 2, 3, 4
+    shape.stages = shape.servers == 4 ? 3 : 4 + seed % 2;  // keeps (servers·formats)^stages enumerable
+    if (seed % 7 == 0) {
+      shape.models = 2;
+      shape.servers = 2;
+      shape.stages = 3;
+    }
+    const plan::Problem problem = testing::random_problem(seed, shape);
+    CAPTURE(seed);
+    const plan::Plan ilp = plan::solve(problem);
+    const plan::Plan exact = plan::brute_force(problem);
+    REQUIRE(ilp.has_plan() == exact.has_plan());
+    if (!exact.has_plan()) {
+      CHECK(ilp.status == plan::Status::infeasible);
+      CHECK_FALSE(ilp.reasons.empty());
+      ++infeasible;
+      continue;
+    }
+    ++feasible;
+    CHECK(ilp.status == plan::Status::optimal);
+    CHECK(relative_difference(ilp.objective(), exact.objective()) <= 1e-9);
+    // The plan's objective is cost::evaluate's; the solver's own agrees up to its tolerances.
+    CHECK(relative_difference(*ilp.solver.objective, ilp.objective()) <= 1e-6);
+    CHECK(relative_difference(*exact.solver.objective, exact.objective()) <= 1e-12);
+    CHECK(*ilp.solver.root_bound <= ilp.objective() * (1 + 1e-9));
+    throughput += problem.instance.objective == cost::Objective::throughput;
+    multi_model += problem.instance.workloads.size() > 1;
+    with_options += problem.options.contiguous || problem.options.max_servers || !problem.options.pins.empty();
+    for (const auto& evaluation : ilp.evaluation.models) {
+      const double budget = problem.instance.workloads[&evaluation - ilp.evaluation.models.data()].accuracy_budget;
+      tight += std::isfinite(budget) && evaluation.error > 0.5 * budget;
+    }
+  }
+  MESSAGE(feasible << " feasible, " << infeasible << " infeasible, " << throughput << " throughput, " << multi_model
+                   << " multi-model, " << with_options << " with options, " << tight << " with a binding-ish budget");
+  CHECK(feasible + infeasible >= 200);
+  CHECK(feasible >= 100);
+  CHECK(infeasible >= 20);
+  CHECK(throughput >= 20);
+  CHECK(multi_model >= 10);
+  CHECK(with_options >= 40);
+  CHECK(tight >= 30);
+}

@@ -1,0 +1,155 @@
+// The int8-activation mode: activations rounded to int8 per group, integer
+// dot products, and the error that costs against float activations.
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <span>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "dilemma/quant/matmul.hpp"
+#include "quant_test_support.hpp"
+
+using namespace dilemma;
+using quant::ActivationPrecision;
+using quant::Format;
+using quant::KernelIsa;
+using quant::QuantizedMatrix;
+using quant::QuantScheme;
+
+namespace {
+
+struct Case {
+  Format format;
+  QuantScheme scheme;
+};
+
+const std::vector<Case> integer_cases = {
+    {Format::int8, {.group_size = 32}},
+    {Format::int8, {.group_size = 64}},
+    {Format::int8, {.group_size = 128}},
+    {Format::int4, {.group_size = 32}},
+    {Format::int4, {.group_size = 64}},
+    {Format::int4, {.group_size = 128}},
+    {Format::int4, {.group_size = 32, .int4_asymmetric = true}},
+    {Format::int4, {.group_size = 64, .int4_asymmetric = true}},
+};
+
+std::string describe(const Case& c) {
+  return fmt::format("{} group {}{}", quant::format_name(c.format), c.scheme.group_size,
+                     c.scheme.int4_asymmetric ? " asymmetric" : "");
+}
+
+model::Matrix int8_product(const QuantizedMatrix& q, const model::Matrix& x, KernelIsa isa,
+                           parallel::ThreadPool* pool) {
+  model::Matrix y;
+  quant::gemm(q, x, y, {pool, isa, ActivationPrecision::int8});
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("activations are rounded per group to int8 with scale max|x|/127") {
+  std::vector<float> x(64, 0.0f);
+  x[0] = -2.54f;
+  x[1] = 1.0f;
+  x[2] = 0.01f;
+  x[33] = 0.5f;
+  const auto q = quant::quantize_activations(x, 32);
+  REQUIRE(q.scales.size() == 2);
+  CHECK(q.scales[0] == doctest::Approx(0.02f));
+  CHECK(q.codes[0] == -127);
+  CHECK(q.codes[1] == 50);
+  CHECK(q.codes[2] == 1);  // 0.5 steps round away from zero
+  CHECK(q.codes[3] == 0);
+  CHECK(q.sums[0] == -127 + 50 + 1);
+  CHECK(q.codes[33] == 127);
+  CHECK(q.sums[1] == 127);
+  const std::vector<float> restored = q.dequantize();
+  for (std::size_t c = 0; c < x.size(); ++c) CHECK(std::abs(restored[c] - x[c]) <= q.scales[c / 32] / 2 * 1.0001f);
+
+  const auto zeros = quant::quantize_activations(std::vector<float>(32, 0.0f), 32);
+  CHECK(zeros.scales[0] == 0.0f);
+  CHECK(zeros.sums[0] == 0);
+
+  x[40] = std::numeric_limits<float>::infinity();
+  CHECK_THROWS_WITH_AS(quant::quantize_activations(x, 32), "int8 activations: activation 40 is inf, which has no int8 code",
+                       Error);
+  CHECK_THROWS_WITH_AS(quant::quantize_activations(std::vector<float>(48), 32),
+                       "int8 activations: group size 32 does not split 48 activations (at most 65536)", Error);
+}
+
+TEST_CASE("int8-activation kernels compute Ŵ·x̂ exactly per group, for every kernel set and 1 and 2 threads") {
+  parallel::ThreadPool two_threads(2);
+  std::uint32_t seed = 500;
+  for (const Case& c : integer_cases) {
+    for (Eigen::Index rows : {1, 3, 5, 7, 17}) {
+      for (Eigen::Index groups : {1, 2, 3}) {
+        const Eigen::Index cols = groups * c.scheme.group_size;
+        CAPTURE(describe(c));
+        CAPTURE(rows);
+        CAPTURE(cols);
+        const auto q = QuantizedMatrix::quantize(testing::random_weights(rows, cols, ++seed), c.format, c.scheme);
+        const Eigen::Index tokens = 1 + static_cast<Eigen::Index>(seed % 5);
+        const model::Matrix x = testing::random_activations(tokens, cols, ++seed);
+        const Eigen::MatrixXd restored = q.dequantize().cast<double>();
+        Eigen::MatrixXd expected(tokens, rows);
+        Eigen::MatrixXd tolerance(tokens, rows);
+        for (Eigen::Index t = 0; t < tokens; ++t) {
+          const auto codes =
+              quant::quantize_activations(std::span(x.row(t).data(), static_cast<std::size_t>(cols)), c.scheme.group_size);
+          const std::vector<float> rounded = codes.dequantize();
+          const Eigen::VectorXd xd = Eigen::Map<const Eigen::VectorXf>(rounded.data(), cols).cast<double>();
+          expected.row(t) = (restored * xd).transpose();
+          // int32 sums are exact; only the per-group float scaling rounds.
+          tolerance.row(t) = (1e-5 * (restored.cwiseAbs() * xd.cwiseAbs()).array() + 1e-30).transpose();
+        }
+        const model::Matrix scalar = int8_product(q, x, KernelIsa::scalar, nullptr);
+        for (KernelIsa isa : quant::available_kernel_isas()) {
+          CAPTURE(quant::kernel_isa_name(isa));
+          const model::Matrix y = int8_product(q, x, isa, nullptr);
+          CHECK(((y.cast<double>() - expected).array().abs() <= tolerance.array()).all());
+          CHECK(((y - scalar).cast<double>().array().abs() <= 2 * tolerance.array()).all());
+          CHECK(int8_product(q, x, isa, &two_threads) == y);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("the error of int8 activations is bounded by half an activation step per weight") {
+  const auto q = QuantizedMatrix::quantize(testing::random_weights(64, 512, 7), Format::int4, {.group_size = 64});
+  const model::Matrix x = testing::random_activations(3, 512, 8);
+  const model::Matrix restored = q.dequantize();
+  for (KernelIsa isa : quant::available_kernel_isas()) {
+    const model::Matrix exact = quant::gemm(q, x, {nullptr, isa, ActivationPrecision::f32});
+    const model::Matrix rounded = int8_product(q, x, isa, nullptr);
+    double error = 0;
+    double norm = 0;
+    for (Eigen::Index t = 0; t < x.rows(); ++t) {
+      const auto codes = quant::quantize_activations(std::span(x.row(t).data(), 512), 64);
+      for (Eigen::Index r = 0; r < q.rows(); ++r) {
+        double bound = 0;
+        for (Eigen::Index c = 0; c < 512; ++c) bound += std::abs(restored(r, c)) * codes.scales[c / 64] / 2;
+        CHECK(std::abs(rounded(t, r) - exact(t, r)) <= bound * 1.001 + 1e-5);
+        error += std::pow(rounded(t, r) - exact(t, r), 2);
+        norm += std::pow(exact(t, r), 2);
+      }
+    }
+    // Gaussian activations: about 0.5 % relative error in the output.
+    CHECK(std::sqrt(error / norm) < 0.01);
+  }
+}
+
+TEST_CASE("float weights ignore the int8-activation mode") {
+  const model::Matrix x = testing::random_activations(2, 96, 9);
+  for (Format format : {Format::f32, Format::f16}) {
+    const auto q = QuantizedMatrix::quantize(testing::random_weights(5, 96, 10), format);
+    for (KernelIsa isa : quant::available_kernel_isas()) {
+      CHECK(int8_product(q, x, isa, nullptr) == quant::gemm(q, x, {nullptr, isa}));
+    }
+  }
+}
