@@ -30,7 +30,7 @@ struct Overloaded : Visitors... {
 constexpr std::size_t scalar_bytes = sizeof(model::Matrix::Scalar);
 
 inline std::size_t linear_multiply_adds(const model::Linear& linear) {
-  return static_cast<std::size_t>(linear.weight.size());
+  return static_cast<std::size_t>(linear.weight.rows() * linear.weight.cols());
 }
 
 }  // namespace detail
@@ -102,7 +102,7 @@ inline double prefill_flops(const model::OptModel& model, std::size_t tokens) {
               return t * static_cast<double>(projections) + attention;
             },
             [&](const model::Head& head) {
-              return static_cast<double>(head.lm_head->size()) +
+              return static_cast<double>(head.lm_head->rows() * head.lm_head->cols()) +
                      (head.project_out ? static_cast<double>(detail::linear_multiply_adds(*head.project_out)) : 0.0);
             }},
         stage.weights());

@@ -9,4 +9,5 @@ scripts/install-deps.sh
 
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DDILEMMA_BUILD_EXAMPLES=ON
 cmake --build build/release -j "$(nproc)" --target dilemma_cli
-exec build/release/examples/dilemma demo --assets "$repo_root/assets" "$@"
+exec build/release/examples/dilemma demo --assets "$repo_root/assets" \
+  --cluster "$repo_root/examples/clusters/smart-city.json" "$@"

@@ -17,6 +17,8 @@ packages=(
   nlohmann-json3-dev
   libcli11-dev
   libutf8proc-dev
+  openmpi-bin
+  libopenmpi-dev
 )
 
 is_installed() {

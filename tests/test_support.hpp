@@ -9,8 +9,29 @@
 
 namespace dilemma::testing {
 
+// Sanitized builds run several times slower, so randomized tests draw fewer
+// instances there; the release suite runs them all.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool sanitized_build = true;
+#elif defined(__has_feature)
+inline constexpr bool sanitized_build = __has_feature(address_sanitizer);
+#else
+inline constexpr bool sanitized_build = false;
+#endif
+
+inline constexpr int randomized_instances(int full) { return sanitized_build ? full / 3 : full; }
+
+// Tests that spend their time in long CBC searches run in the release suite
+// only: CBC is not instrumented, but its many small allocations go through
+// ASan's allocator, which makes them 10–20× slower, and the code of ours they
+// exercise is covered by the shorter tests. Use as `* doctest::skip(testing::cbc_search_heavy)`.
+inline constexpr bool cbc_search_heavy = sanitized_build;
+
 inline std::filesystem::path assets_dir() { return DILEMMA_ASSETS_DIR; }
 inline std::filesystem::path model_dir(const std::string& name) { return assets_dir() / "models" / name; }
+// The bundled tiny OPT model and SQuAD dev set, as command-line arguments.
+inline std::string tiny_opt() { return model_dir("tiny-opt").string(); }
+inline std::string squad_dev() { return (assets_dir() / "data/squad/dev-v1.1.json").string(); }
 
 class ScratchDir {
  public:

@@ -302,7 +302,7 @@ std::array<model::Matrix, 3> layer_inputs(const model::DecoderLayer& layer, cons
   if (!layer.layer_norm_before) layer.self_attn_layer_norm.apply_in_place(hidden);
   model::Matrix ffn_in = hidden;
   if (layer.layer_norm_before) layer.final_layer_norm.apply_in_place(ffn_in);
-  model::Matrix inner = ffn_in * layer.fc1.weight.transpose();
+  model::Matrix inner = ffn_in * layer.fc1.weight.dequantize().transpose();
   inner.rowwise() += layer.fc1.bias;
   model::detail::activate_in_place(inner, layer.activation);
   return {attention_in, ffn_in, inner};
@@ -335,13 +335,13 @@ std::vector<ActivationError> int8_activation_errors(const std::string& tiny_opt_
     const model::Stage stage = checkpoint.load_stage(static_cast<std::size_t>(layer_index) + 1);
     const auto& layer = std::get<model::DecoderLayer>(stage.weights());
     const auto inputs = layer_inputs(layer, hidden);
-    const std::array<const model::Matrix*, 3> weights = {&layer.self_attn.q_proj.weight, &layer.fc1.weight,
-                                                         &layer.fc2.weight};
+    const std::array<model::Matrix, 3> weights = {layer.self_attn.q_proj.weight.dequantize(),
+                                                  layer.fc1.weight.dequantize(), layer.fc2.weight.dequantize()};
     for (ActivationError& e : errors) {
       const auto which = static_cast<std::size_t>(std::find(names.begin(), names.end(), e.matrix) - names.begin());
       const model::Matrix& x = inputs[which];
-      const model::Matrix reference = x * weights[which]->transpose();
-      const auto q = QuantizedMatrix::quantize(*weights[which], e.format, scheme, e.matrix);
+      const model::Matrix reference = x * weights[which].transpose();
+      const auto q = QuantizedMatrix::quantize(weights[which], e.format, scheme, e.matrix);
       const model::Matrix float_activations = quant::gemm(q, x, {nullptr, quant::best_kernel_isa()});
       const model::Matrix int8_activations =
           quant::gemm(q, x, {nullptr, quant::best_kernel_isa(), ActivationPrecision::int8});

@@ -16,6 +16,14 @@ void add_generate_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_plan_command(CLI::App& app);
+void add_profile_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
+// `run` re-executes itself under mpirun for --transport mpi, hence argv.
+void add_run_command(CLI::App& app, char** argv);
+#ifdef DILEMMA_HAVE_MPI
+void add_serve_command(CLI::App& app);
+#endif
 
 // Parses "2,100,7" into token ids; `option` names the flag in errors.
 std::vector<TokenId> parse_id_list(const std::string& text, const std::string& option);

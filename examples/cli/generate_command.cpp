@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "model_options.hpp"
 #include "dilemma/generation/generate.hpp"
 #include "dilemma/model/opt_model.hpp"
 #include "dilemma/text/bpe_tokenizer.hpp"
@@ -14,7 +15,7 @@ namespace dilemma::cli {
 namespace {
 
 struct GenerateOptions {
-  std::string model_dir;
+  ModelOptions model;
   std::string prompt;
   generation::GenerationOptions generation;
   bool no_stop_at_eos = false;
@@ -22,11 +23,13 @@ struct GenerateOptions {
 };
 
 void run_generate(const GenerateOptions& options) {
-  const auto model = model::OptModel::load(options.model_dir);
-  const auto tokenizer = text::BpeTokenizer::load(options.model_dir);
+  const auto loaded = load_model(options.model);
+  const auto& model = loaded.model;
+  const auto tokenizer = text::BpeTokenizer::load(options.model.model_dir);
   const auto prompt = tokenizer.encode(options.prompt);
   auto settings = options.generation;
   settings.stop_at_eos = !options.no_stop_at_eos;
+  settings.run_context = loaded.run_context();
 
   // Stream raw bytes as tokens arrive; a character split across tokens is
   // completed by the next token's bytes.
@@ -46,7 +49,9 @@ void run_generate(const GenerateOptions& options) {
                           {"stop_reason", generation::to_string(result.stop_reason)},
                           {"prefill_seconds", result.prefill_seconds},
                           {"decode_seconds", result.decode_seconds},
-                          {"decode_tokens_per_second", decode_rate}};
+                          {"decode_tokens_per_second", decode_rate},
+                          {"formats", loaded.format_names()},
+                          {"weight_bytes", model.weight_bytes()}};
     fmt::print("{}\n", out.dump(2));
     return;
   }
@@ -61,9 +66,7 @@ void run_generate(const GenerateOptions& options) {
 void add_generate_command(CLI::App& app) {
   auto options = std::make_shared<GenerateOptions>();
   auto* command = app.add_subcommand("generate", "Continue a prompt with an OPT model");
-  command->add_option("--model", options->model_dir, "Hugging Face OPT model directory")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  add_model_options(*command, options->model);
   command->add_option("--prompt", options->prompt, "Prompt text (BOS is prepended as OPT expects)")->required();
   command->add_option("--max-new-tokens", options->generation.max_new_tokens, "Upper bound on generated tokens")
       ->capture_default_str()
@@ -76,7 +79,7 @@ void add_generate_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--seed", options->generation.sampling.seed, "Sampling seed")->capture_default_str();
   command->add_flag("--no-stop-at-eos", options->no_stop_at_eos, "Keep generating after </s>");
-  command->add_flag("--json", options->json, "Print ids, text and timings as JSON instead of streaming text");
+  command->add_flag("--json", options->json, "Print ids, text, timings, formats and weight bytes as JSON instead of streaming text");
   command->callback([options] { run_generate(*options); });
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "commands.hpp"
+#include "model_options.hpp"
 #include "dilemma/io/npy.hpp"
 #include "dilemma/model/opt_model.hpp"
 
@@ -10,23 +11,21 @@ namespace dilemma::cli {
 
 void add_logits_command(CLI::App& app) {
   struct Options {
-    std::string model_dir;
+    ModelOptions model;
     std::string ids;
     std::string out;
   };
   auto options = std::make_shared<Options>();
   auto* command = app.add_subcommand(
       "logits", "Run one forward pass over token ids and save the logits at every position as float32 .npy");
-  command->add_option("--model", options->model_dir, "Hugging Face OPT model directory")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  add_model_options(*command, options->model);
   command->add_option("--ids", options->ids, "Comma-separated token ids, e.g. 2,100,7")->required();
   command->add_option("--out", options->out, "Output .npy file, shape [tokens, vocab_size]")->required();
   command->callback([options] {
     const auto ids = parse_id_list(options->ids, "--ids");
-    const auto model = model::OptModel::load(options->model_dir);
-    auto session = model.new_session();
-    const auto logits = model.forward(ids, session, model::Logits::all);
+    const auto loaded = load_model(options->model);
+    auto session = loaded.model.new_session();
+    const auto logits = loaded.model.forward(ids, session, model::Logits::all, loaded.run_context());
     const std::int64_t shape[] = {logits.rows(), logits.cols()};
     io::write_npy<float>(options->out, shape, std::span<const float>(logits.data(), static_cast<std::size_t>(logits.size())));
     fmt::print(stderr, "wrote {} [{} x {}] float32\n", options->out, shape[0], shape[1]);

@@ -1,6 +1,6 @@
 // `dilemma`: generate, tokenize, score and inspect OPT models from the shell.
 // Exit codes: 0 success, 1 bad input (a dilemma::Error, printed to stderr),
-// CLI11's codes (>= 100) for command-line mistakes, 3 for anything unexpected.
+// CLI11's codes (>= 100) for command-line mistakes, 2 when `plan` finds no plan, 3 for anything unexpected.
 
 #include <cstdio>
 
@@ -19,9 +19,16 @@ int main(int argc, char** argv) {
   dilemma::cli::add_tokenize_command(app);
   dilemma::cli::add_logits_command(app);
   dilemma::cli::add_eval_command(app);
+  dilemma::cli::add_run_command(app, argv);
+  dilemma::cli::add_plan_command(app);
+  dilemma::cli::add_profile_command(app);
+  dilemma::cli::add_quantize_command(app);
+#ifdef DILEMMA_HAVE_MPI
+  dilemma::cli::add_serve_command(app);
+#endif
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::ParseError& e) {  // also CLI::RuntimeError, a command's own exit code (plan's 2)
     return app.exit(e);
   } catch (const dilemma::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());

@@ -3,45 +3,19 @@
 
 #include <doctest/doctest.h>
 
-#include <array>
-#include <cstdio>
-#include <sys/wait.h>
-
 #include <nlohmann/json.hpp>
 
+#include "cli_test_support.hpp"
 #include "dilemma/io/npy.hpp"
 #include "dilemma/model/opt_model.hpp"
-#include "test_support.hpp"
 
 using namespace dilemma;
-
-namespace {
-
-struct Run {
-  int exit_code;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
-
-Run run_cli(const std::string& arguments) {
-  testing::ScratchDir dir;
-  const std::string command =
-      fmt::format("{} {} 2>{} </dev/null", DILEMMA_CLI_PATH, arguments, (dir / "stderr").string());
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  std::array<char, 4096> buffer;
-  while (const std::size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe)) out.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, testing::read_file(dir / "stderr")};
-}
-
-std::string model_path(const std::string& name) { return testing::model_dir(name).string(); }
-
-}  // namespace
+using testing::run_cli;
+using testing::squad_dev;
+using testing::tiny_opt;
 
 TEST_CASE("generate continues a prompt greedily and reports its stop reason as JSON") {
-  const auto run = run_cli("generate --model " + model_path("tiny-opt") + " --prompt The --max-new-tokens 5 --json");
+  const auto run = run_cli("generate --model " + tiny_opt() + " --prompt The --max-new-tokens 5 --json");
   REQUIRE(run.exit_code == 0);
   const auto json = nlohmann::json::parse(run.out);
   // tiny-opt's reference greedy continuation of "The".
@@ -52,7 +26,7 @@ TEST_CASE("generate continues a prompt greedily and reports its stop reason as J
 }
 
 TEST_CASE("generate streams text and samples reproducibly from a seed") {
-  const std::string args = "generate --model " + model_path("tiny-opt") +
+  const std::string args = "generate --model " + tiny_opt() +
                            " --prompt 'The University' --max-new-tokens 12 --temperature 0.8 --top-k 40 --top-p 0.9 "
                            "--seed 11";
   const auto first = run_cli(args);
@@ -66,7 +40,7 @@ TEST_CASE("generate streams text and samples reproducibly from a seed") {
 TEST_CASE("tokenize prints the ids as a JSON array, with BOS unless --no-bos") {
   testing::ScratchDir dir;
   testing::write_file(dir / "text.txt", "Hello world, this is a tiny OPT model.");
-  const auto with_bos = run_cli("tokenize --model " + model_path("tiny-opt") + " --text-file " + (dir / "text.txt").string());
+  const auto with_bos = run_cli("tokenize --model " + tiny_opt() + " --text-file " + (dir / "text.txt").string());
   REQUIRE(with_bos.exit_code == 0);
   CHECK(nlohmann::json::parse(with_bos.out) ==
         nlohmann::json({2, 43, 699, 82, 999, 15, 432, 322, 261, 7013, 444, 51, 55, 2750, 17}));
@@ -79,11 +53,11 @@ TEST_CASE("tokenize prints the ids as a JSON array, with BOS unless --no-bos") {
 TEST_CASE("logits writes a float32 .npy equal to the library's forward pass") {
   testing::ScratchDir dir;
   const auto out = (dir / "logits.npy").string();
-  const auto run = run_cli("logits --model " + model_path("tiny-opt-preln") + " --ids 2,100,7 --out " + out);
+  const auto run = run_cli("logits --model " + testing::model_dir("tiny-opt-preln").string() + " --ids 2,100,7 --out " + out);
   REQUIRE(run.exit_code == 0);
   const auto written = io::read_npy<float>(out);
   CHECK(written.shape == std::vector<std::int64_t>{3, 8264});
-  const auto m = model::OptModel::load(model_path("tiny-opt-preln"));
+  const auto m = model::OptModel::load(testing::model_dir("tiny-opt-preln").string());
   auto session = m.new_session();
   const TokenId ids[] = {2, 100, 7};
   const auto logits = m.forward(ids, session, model::Logits::all);
@@ -91,8 +65,8 @@ TEST_CASE("logits writes a float32 .npy equal to the library's forward pass") {
 }
 
 TEST_CASE("eval reproduces the reference SQuAD dev loss as JSON") {
-  const auto run = run_cli("eval --model " + model_path("tiny-opt") + " --squad " +
-                           (testing::assets_dir() / "data/squad/dev-v1.1.json").string() +
+  const auto run = run_cli("eval --model " + tiny_opt() + " --squad " +
+                           squad_dev() +
                            " --paragraphs 0:64 --max-tokens 128 --json");
   REQUIRE(run.exit_code == 0);
   const auto json = nlohmann::json::parse(run.out);
@@ -103,18 +77,18 @@ TEST_CASE("eval reproduces the reference SQuAD dev loss as JSON") {
 
 TEST_CASE("bad input gives a message on stderr and a non-zero exit code") {
   SUBCASE("ids that are not numbers") {
-    const auto run = run_cli("logits --model " + model_path("tiny-opt") + " --ids 2,x --out /dev/null");
+    const auto run = run_cli("logits --model " + tiny_opt() + " --ids 2,x --out /dev/null");
     CHECK(run.exit_code == 1);
     CHECK(run.err == "error: --ids: \"x\" is not a token id (expected comma-separated integers like 2,100,7)\n");
   }
   SUBCASE("ids outside the vocabulary") {
-    const auto run = run_cli("logits --model " + model_path("tiny-opt") + " --ids 2,9000 --out /dev/null");
+    const auto run = run_cli("logits --model " + tiny_opt() + " --ids 2,9000 --out /dev/null");
     CHECK(run.exit_code == 1);
     CHECK(run.err == "error: token id 9000 at index 1 is outside the vocabulary [0, 8264)\n");
   }
   SUBCASE("a paragraph range past the end") {
-    const auto run = run_cli("eval --model " + model_path("tiny-opt") + " --squad " +
-                             (testing::assets_dir() / "data/squad/dev-v1.1.json").string() + " --paragraphs 2000:3000");
+    const auto run = run_cli("eval --model " + tiny_opt() + " --squad " +
+                             squad_dev() + " --paragraphs 2000:3000");
     CHECK(run.exit_code == 1);
     CHECK(run.err == "error: --paragraphs: range 2000:3000 must satisfy A < B <= 2067 (the file's paragraph count)\n");
   }
@@ -136,10 +110,27 @@ TEST_CASE("bad input gives a message on stderr and a non-zero exit code") {
 }
 
 TEST_CASE("every command has --help") {
-  for (const std::string command : {"", "demo", "generate", "tokenize", "logits", "eval"}) {
+  for (const std::string command :
+       {"", "demo", "generate", "tokenize", "logits", "eval", "quantize", "profile", "plan", "run"}) {
     CAPTURE(command);
     const auto run = run_cli(command + " --help");
     CHECK(run.exit_code == 0);
     CHECK(run.out.find("Usage:") != std::string::npos);
   }
+}
+
+TEST_CASE("demo plans, runs and checks the bundled model on the smart-city cluster" *
+          doctest::skip(testing::cbc_search_heavy)) {
+  const std::string cluster = (testing::assets_dir().parent_path() / "examples/clusters/smart-city.json").string();
+  const std::string args = "demo --assets " + testing::assets_dir().string() + " --cluster " + cluster;
+  const auto run = run_cli(args + " --max-new-tokens 4 --quality-paragraphs 2");
+  REQUIRE(run.exit_code == 0);
+  for (const char* expected : {"== profile", "plan: dilemma on cluster \"smart-city\", optimal", "answer    ",
+                               "delay (mean over requests)", "loss      teacher "}) {
+    CAPTURE(expected);
+    CHECK(run.out.find(expected) != std::string::npos);
+  }
+  const auto bad = run_cli(args + " --budget 2");
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err == "error: --budget: expected a fraction of the all-int4 error in [0, 1], got 2\n");
 }

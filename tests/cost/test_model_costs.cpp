@@ -4,6 +4,8 @@
 
 #include "cost_test_support.hpp"
 #include "dilemma/cost/model_costs.hpp"
+#include "dilemma/cost/rtn_errors.hpp"
+#include "dilemma/model/checkpoint.hpp"
 #include "test_support.hpp"
 
 using namespace dilemma;
@@ -159,4 +161,90 @@ TEST_CASE("the proxy error sums, per format, to that format's whole-model relati
                                                      : 2 * std::log(128.0) / (12 * 49.0);
     CHECK(sum == doctest::Approx(expected).epsilon(1e-12));
   }
+}
+
+TEST_CASE("a profile's normalized errors become the accuracy table, in either metric") {
+  json stages = json::object();
+  for (const char* stage : {"embedding", "layer.0", "head"}) {
+    stages[stage] = {{"f32", {{"prefill", "8 ms"}, {"decode", "1 ms"}}},
+                     {"int8",
+                      {{"prefill", 0.004},
+                       {"decode", 0.0005},
+                       {"weight_difference", 0.5},
+                       {"normalized_weight_difference", 1e-5},
+                       {"output_error", 2.0},
+                       {"normalized_output_error", 3e-5}}}};
+  }
+  stages["layer.0"]["int8"]["normalized_weight_difference"] = 4e-5;
+  const cost::Profile profile =
+      cost::Profile::from_json({{"machine", "box"}, {"prompt_tokens", 8}, {"stages", stages}}, "p.json");
+  const cost::ErrorTable weight = profile.error_table(cost::ErrorMetric::weight);
+  const cost::ErrorTable output = profile.error_table(cost::ErrorMetric::output);
+  const std::size_t layer = cost::detail::find_stage(weight.stage_names, "layer.0");
+  CHECK(weight.error(layer, Format::int8) == 4e-5);
+  CHECK(output.error(layer, Format::int8) == 3e-5);
+  CHECK(weight.error(layer, Format::f32) == 0.0);  // the teacher itself
+  CHECK_FALSE(weight.error(layer, Format::int4).has_value());
+  CHECK(weight.metric == "normalized_weight_difference from the profile p.json of machine \"box\"");
+  // The extra keys survive a round trip, and a table built from them plans.
+  const cost::Profile again = cost::Profile::from_json(profile.to_json(), "again.json");
+  CHECK(again.error_table(cost::ErrorMetric::output).error(layer, Format::int8) == 3e-5);
+  const model::OptConfig config = testing::hand_config();
+  const cost::ModelCosts costs = cost::measured_costs(config, one_server(), {4, 3, 1}, weight, profile, {{32, false}});
+  CHECK(costs.error(1, Format::int8) == 4e-5);
+
+  stages["head"]["int8"].erase("normalized_output_error");
+  CHECK_THROWS_WITH_AS(
+      cost::Profile::from_json({{"prompt_tokens", 8}, {"stages", stages}}, "p.json").error_table(cost::ErrorMetric::output),
+      "p.json: stages.head.int8 has no \"normalized_output_error\", which the output error metric needs", Error);
+  stages["head"]["int8"]["output_error"] = -1;
+  CHECK_THROWS_WITH_AS(cost::Profile::from_json({{"prompt_tokens", 8}, {"stages", stages}}, "p.json"),
+                       "p.json: stages.head.int8.output_error: must be finite and >= 0, got -1", Error);
+  CHECK_THROWS_WITH_AS(cost::parse_error_metric("kl", "--error-metric"),
+                       "--error-metric: unknown error metric \"kl\" (expected weight or output)", Error);
+}
+
+TEST_CASE("round-to-nearest errors measured on tiny-opt's weights") {
+  const auto checkpoint = model::OptCheckpoint::open(testing::model_dir("tiny-opt"));
+  const quant::QuantScheme groups_of_32{32, false};
+  const cost::ErrorTable table = cost::rtn_error_table(checkpoint, groups_of_32);
+  const model::OptConfig& config = checkpoint.config();
+  REQUIRE(table.errors.size() == static_cast<std::size_t>(config.num_stages()));
+  double int8 = 0.0, int4 = 0.0;
+  for (std::size_t s = 0; s < table.errors.size(); ++s) {
+    CAPTURE(table.stage_names[s]);
+    CHECK(table.stage_names[s] == cost::stage_name(config, s));
+    CHECK(*table.error(s, Format::f32) == 0.0);
+    CHECK(*table.error(s, Format::f16) < *table.error(s, Format::int8));
+    CHECK(*table.error(s, Format::int8) < *table.error(s, Format::int4));
+    int8 += *table.error(s, Format::int8);
+    int4 += *table.error(s, Format::int4);
+  }
+  // Whole-model relative errors near what round-to-nearest gives near-Gaussian
+  // weights with groups of 32 (the proxy), within a factor of three.
+  const cost::ErrorTable proxy = cost::proxy_error_table(config, groups_of_32);
+  double proxy_int4 = 0.0;
+  for (std::size_t s = 0; s < proxy.errors.size(); ++s) proxy_int4 += *proxy.error(s, Format::int4);
+  CHECK(int4 > proxy_int4 / 3);
+  CHECK(int4 < proxy_int4 * 3);
+  CHECK(int4 / int8 > 100);  // 4 bits fewer: about (127/7)² times the error
+
+  // Layer 0 recomputed directly: Σ‖W − Q(W)‖² over its matrices / the model's Σ‖W‖².
+  double norm = 0.0, layer_difference = 0.0;
+  for (std::size_t s = 0; s < table.errors.size(); ++s) {
+    const model::Stage stage = checkpoint.load_stage(s);
+    for (const auto& [name, weight] : stage.matrices()) {
+      const model::Matrix w = weight->dequantize();
+      norm += w.cast<double>().squaredNorm();
+      if (s == 1) {
+        layer_difference +=
+            (w - quant::QuantizedMatrix::quantize(w, Format::int4, groups_of_32).dequantize()).cast<double>().squaredNorm();
+      }
+    }
+  }
+  CHECK(*table.error(1, Format::int4) == doctest::Approx(layer_difference / norm).epsilon(1e-12));
+  // With the default groups of 64, the 96-wide embedding and head have no integer entries.
+  const cost::ErrorTable default_groups = cost::rtn_error_table(checkpoint);
+  CHECK_FALSE(default_groups.error(0, Format::int8).has_value());
+  CHECK(default_groups.error(1, Format::int8).has_value());
 }

@@ -22,6 +22,22 @@ TEST_CASE("float32 stage sizes are the stages' parameter counts × 4, for tiny-o
   }
 }
 
+TEST_CASE("a stage's bytes in every format are what the runtime's quantized stage stores") {
+  const auto tiny = model::OptConfig::load(testing::model_dir("tiny-opt") / "config.json");
+  const model::OptModel model = model::random_opt_model(tiny, 3);
+  const quant::QuantScheme groups_of_32{32, false};  // divides tiny-opt's 96-wide tables
+  for (const auto& stage : model.stages()) {
+    for (Format format : quant::all_formats) {
+      CAPTURE(stage.name());
+      CAPTURE(quant::format_name(format));
+      model::Stage quantized = stage;
+      quantized.quantize(format, groups_of_32);
+      CHECK(cost::weight_bytes(cost::stage_shape(tiny, stage.index()), format, groups_of_32) ==
+            static_cast<double>(quantized.weight_bytes()));
+    }
+  }
+}
+
 TEST_CASE("integer formats pack values per row and pay one float32 scale per group") {
   const quant::QuantScheme scheme;  // groups of 64, symmetric int4
   CHECK(cost::matrix_bytes({3, 128}, Format::int8, scheme) == 3 * (128 + 2 * 4));
@@ -66,10 +82,12 @@ TEST_CASE("work of one stage call: FLOPs and bytes as the runtime executes it") 
   work = cost::stage_work(config, 1, Format::f32, {}, 1, 4);
   CHECK(work.flops == 16384 + 640);
   CHECK(work.bytes == 34176 + 1280 + 256);
-  // The embedding reads one row of each table per token.
+  // The embedding reads one row of each table per token (positions stay f32).
   work = cost::stage_work(config, 0, Format::f32, {}, 3, 0);
   CHECK(work.flops == 0);
   CHECK(work.bytes == 3 * 128 + 3 * 128 + 12 + 3 * 128);
+  work = cost::stage_work(config, 0, Format::f16, {}, 3, 0);
+  CHECK(work.bytes == 3 * 64 + 3 * 128 + 12 + 3 * 128);
   // The head computes one row of logits whatever the prompt length.
   CHECK(cost::stage_work(config, 2, Format::f32, {}, 4, 0).flops == 2 * 10 * 32);
   CHECK(cost::stage_work(config, 2, Format::f32, {}, 4, 0).bytes ==

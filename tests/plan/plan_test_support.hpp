@@ -1,6 +1,8 @@
 #pragma once
 // Planning problems for the bundled tiny-opt on the example clusters.
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <string>
 
@@ -40,5 +42,8 @@ inline plan::Problem tiny_opt_problem(const edge::Cluster& cluster, double accur
        accuracy_budget, 1.0});
   return problem;
 }
+
+// |a - b| relative to |b|: objectives of equal plans agree to rounding.
+inline double relative_difference(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
 
 }  // namespace dilemma::testing

@@ -7,14 +7,14 @@
 #include "dilemma/plan/baselines.hpp"
 #include "dilemma/plan/brute_force.hpp"
 #include "dilemma/plan/solve.hpp"
+#include "dilemma/model/config.hpp"
+#include "plan_test_support.hpp"
 #include "random_instances.hpp"
 
 using namespace dilemma;
 using quant::Format;
 
 namespace {
-
-double relative_difference(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
 
 testing::RandomShape baseline_shape(std::uint64_t seed) {
   testing::RandomShape shape;
@@ -51,8 +51,8 @@ TEST_CASE("the uniform-format dynamic program is optimal among contiguous placem
       }
       ++matched;
       CHECK(dp.status == plan::Status::feasible);
-      CHECK(relative_difference(dp.objective(), exact.objective()) <= 1e-9);
-      CHECK(relative_difference(*dp.solver.objective, dp.objective()) <= 1e-12);
+      CHECK(testing::relative_difference(dp.objective(), exact.objective()) <= 1e-9);
+      CHECK(testing::relative_difference(*dp.solver.objective, dp.objective()) <= 1e-12);
     }
   }
   MESSAGE(matched << " plans matched, " << none << " without a plan");
@@ -87,7 +87,7 @@ TEST_CASE("single-server, greedy and uniform baselines are valid plans no better
     const plan::Plan baseline = plan::single_server(problem);
     REQUIRE(exact.has_plan() == baseline.has_plan());
     if (exact.has_plan()) {
-      CHECK(relative_difference(baseline.objective(), exact.objective()) <= 1e-9);
+      CHECK(testing::relative_difference(baseline.objective(), exact.objective()) <= 1e-9);
       ++single_exact;
     }
   }
@@ -110,4 +110,23 @@ TEST_CASE("the DP baseline refuses problems it cannot solve exactly") {
                        "placement-only-f32: the dynamic program enumerates subsets of servers and handles at most 10; "
                        "the cluster has 11",
                        Error);
+}
+
+TEST_CASE("a solve stopped by the time limit returns the better of CBC's incumbent and the greedy plan") {
+  const edge::Cluster city = edge::Cluster::load(testing::example_cluster("smart-city-opt350m"));
+  const model::OptConfig config = model::opt_350m_config();
+  const cost::ErrorTable errors = cost::proxy_error_table(config);
+  plan::Problem problem;
+  problem.instance.cluster = city;
+  problem.instance.workloads.push_back({cost::analytic_costs(config, city, {128, 32, 1}, errors, {}, "opt-350m"),
+                                        0.3 * testing::whole_model_error(errors, Format::int4), 1.0});
+  ilp::SolverOptions hurried;
+  hurried.time_limit_seconds = 1e-3;  // far too short to prove anything
+  const plan::Plan plan = plan::solve(problem, hurried);
+  const plan::Plan greedy = plan::greedy(problem);
+  REQUIRE(greedy.has_plan());
+  REQUIRE(plan.has_plan());
+  CHECK(plan.status == plan::Status::feasible);
+  CHECK(plan.objective() <= greedy.objective());
+  CHECK(plan.solver.gap.value_or(1.0) > 0.0);
 }

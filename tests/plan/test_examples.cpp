@@ -21,7 +21,8 @@ std::set<std::size_t> servers_of(const cost::Assignment& assignment) {
 
 }  // namespace
 
-TEST_CASE("tiny-opt on the smart-city cluster must be split and quantized, and DILEMMA beats every baseline") {
+TEST_CASE("tiny-opt on the smart-city cluster must be split and quantized, and DILEMMA beats every baseline" *
+          doctest::skip(testing::cbc_search_heavy)) {
   const edge::Cluster city = edge::Cluster::load(testing::example_cluster("smart-city"));
   const quant::QuantScheme groups_of_32{32, false};  // so that integer formats can store the 96-wide embedding and head
   const double budget =

@@ -32,14 +32,14 @@ double half_of_int8_everywhere() {
 TEST_CASE("a cluster smaller than the smallest model is reported before solving") {
   const edge::Cluster too_small = edge::Cluster::load(testing::example_cluster("too-small"));
   CHECK(reasons_of(testing::tiny_opt_problem(too_small, no_budget, groups_of_32)) ==
-        std::vector<std::string>{"tiny-opt needs at least 5.06 MiB (every stage in the smallest format the options and "
+        std::vector<std::string>{"tiny-opt needs at least 5.22 MiB (every stage in the smallest format the options and "
                                  "the accuracy budget allow, with the KV caches), but the servers that may hold stages "
                                  "have 1.88 MiB in total"});
   // With the default groups of 64, the 96-wide embedding and head cannot be
   // stored in integer formats, and even in f16 they fit on no server.
   CHECK(reasons_of(testing::tiny_opt_problem(too_small, no_budget)) ==
         std::vector<std::string>{
-            "tiny-opt: stage embedding needs at least 1.64 MiB (in f16, weights and KV cache) but the "
+            "tiny-opt: stage embedding needs at least 1.74 MiB (in f16, weights and KV cache) but the "
             "largest server that may hold it, \"sensor-b\", has 768.00 KiB",
             "tiny-opt: stage head needs at least 1.55 MiB (in f16, weights and KV cache) but the "
             "largest server that may hold it, \"sensor-b\", has 768.00 KiB"});
@@ -69,9 +69,11 @@ TEST_CASE("a budget below the least error any format mix reaches is reported bef
 TEST_CASE("a budget that only the memory makes unreachable is found by the diagnosis after the solve") {
   const plan::Problem problem = testing::tiny_opt_problem(edge::Cluster::load(testing::example_cluster("smart-city")),
                                                           half_of_int8_everywhere(), groups_of_32);
-  CHECK(reasons_of(problem) ==
-        std::vector<std::string>{"tiny-opt: the accuracy budget 2.14876e-05 is below the least error a plan that fits "
-                                 "the servers' memory can reach, 2.84122e-05"});
+  const std::vector<std::string> reasons = reasons_of(problem);
+  REQUIRE(reasons.size() == 1);
+  CHECK(reasons.front() ==
+        "tiny-opt: the accuracy budget 2.14876e-05 is below the least error a plan that fits the servers' memory can "
+        "reach, 3.19482e-05");
 }
 
 TEST_CASE("servers cut off from the user are named") {
@@ -83,7 +85,7 @@ TEST_CASE("servers cut off from the user are named") {
         std::vector<std::string>{
             "servers \"traffic-cam\", \"bus-stop-kiosk\", \"parking-hub\", \"district-node\" have no "
             "chain of links from and back to the user node \"citizen-phone\", so only "
-            "\"street-light-gw\" (2.75 MiB in total) can take part, but tiny-opt needs at least 5.06 "
+            "\"street-light-gw\" (2.75 MiB in total) can take part, but tiny-opt needs at least 5.22 "
             "MiB"});
 }
 

@@ -22,12 +22,12 @@ using quant::QuantScheme;
 
 namespace {
 
-struct Case {
+struct ActivationCase {
   Format format;
   QuantScheme scheme;
 };
 
-const std::vector<Case> integer_cases = {
+const std::vector<ActivationCase> integer_cases = {
     {Format::int8, {.group_size = 32}},
     {Format::int8, {.group_size = 64}},
     {Format::int8, {.group_size = 128}},
@@ -38,7 +38,7 @@ const std::vector<Case> integer_cases = {
     {Format::int4, {.group_size = 64, .int4_asymmetric = true}},
 };
 
-std::string describe(const Case& c) {
+std::string describe(const ActivationCase& c) {
   return fmt::format("{} group {}{}", quant::format_name(c.format), c.scheme.group_size,
                      c.scheme.int4_asymmetric ? " asymmetric" : "");
 }
@@ -85,7 +85,7 @@ TEST_CASE("activations are rounded per group to int8 with scale max|x|/127") {
 TEST_CASE("int8-activation kernels compute Ŵ·x̂ exactly per group, for every kernel set and 1 and 2 threads") {
   parallel::ThreadPool two_threads(2);
   std::uint32_t seed = 500;
-  for (const Case& c : integer_cases) {
+  for (const ActivationCase& c : integer_cases) {
     for (Eigen::Index rows : {1, 3, 5, 7, 17}) {
       for (Eigen::Index groups : {1, 2, 3}) {
         const Eigen::Index cols = groups * c.scheme.group_size;

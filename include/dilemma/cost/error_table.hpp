@@ -12,6 +12,7 @@
 //        "int8": 2e-6, "int4": 6e-4}, "layer.0": {...}, ..., "head": {...}}}
 // A format missing from a stage's entry cannot be used for that stage.
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstddef>
@@ -19,18 +20,34 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "dilemma/cost/stage_work.hpp"
 #include "dilemma/error.hpp"
+#include "dilemma/io/json_file.hpp"
 #include "dilemma/model/config.hpp"
 #include "dilemma/quant/format.hpp"
 
 namespace dilemma::cost {
 
 using FormatErrors = std::array<std::optional<double>, quant::all_formats.size()>;
+
+// Which teacher–student error E measures: the paper's normalized weight
+// difference, or the output-aware error on calibration activations.
+enum class ErrorMetric { weight, output };
+
+inline std::string_view error_metric_name(ErrorMetric metric) {
+  return metric == ErrorMetric::weight ? "weight" : "output";
+}
+
+inline ErrorMetric parse_error_metric(std::string_view name, std::string_view what = "error metric") {
+  if (name == "weight") return ErrorMetric::weight;
+  if (name == "output") return ErrorMetric::output;
+  dilemma::detail::fail("{}: unknown error metric \"{}\" (expected weight or output)", what, name);
+}
 
 struct ErrorTable {
   std::string metric;
@@ -39,6 +56,21 @@ struct ErrorTable {
 
   std::optional<double> error(std::size_t stage, quant::Format format) const {
     return errors.at(stage)[static_cast<std::size_t>(format)];
+  }
+
+  // Σ over stages of each stage's largest listed error: the error of the
+  // coarsest model the table allows, the reference of a budget given as a
+  // fraction ("30%" in `dilemma plan`).
+  double coarsest_error() const {
+    double sum = 0.0;
+    for (const FormatErrors& stage : errors) {
+      double coarsest = 0.0;
+      for (const auto& error : stage) {
+        if (error) coarsest = std::max(coarsest, *error);
+      }
+      sum += coarsest;
+    }
+    return sum;
   }
 
   static ErrorTable from_json(const nlohmann::json& json, const std::string& source = "errors.json");
@@ -78,14 +110,7 @@ inline ErrorTable ErrorTable::from_json(const nlohmann::json& json, const std::s
 }
 
 inline ErrorTable ErrorTable::load(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) dilemma::detail::fail("{}: cannot open the error table", path.string());
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    dilemma::detail::fail("{}: invalid JSON: {}", path.string(), e.what());
-  }
+  const nlohmann::json json = io::read_json_file(path, "the error table");
   return from_json(json, path.string());
 }
 

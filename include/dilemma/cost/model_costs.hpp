@@ -81,6 +81,9 @@ struct ModelCosts {
   std::string name;
   std::string source;  // "analytic" or "measured on <machine>"
   Request request;
+  // How integer formats are stored (group size, int4 symmetry): the sizes and
+  // errors of the tables assume it, and the runtime must quantize with it.
+  quant::QuantScheme scheme;
   double activation_bytes = 0.0;  // one token's activations passed between stages
   double token_id_bytes = 4.0;
   std::vector<StageCosts> stages;
@@ -164,6 +167,7 @@ inline ModelCosts common_costs(const model::OptConfig& config, const edge::Clust
   costs.name = std::move(name);
   costs.source = std::move(source);
   costs.request = request;
+  costs.scheme = options.scheme;
   costs.activation_bytes = static_cast<double>(config.hidden_size) * options.wire_bytes_per_value;
   costs.token_id_bytes = 4.0;
   const auto count = static_cast<std::size_t>(config.num_stages());
@@ -322,6 +326,7 @@ inline nlohmann::json ModelCosts::to_json() const {
                       {"prompt_tokens", request.prompt_tokens},
                       {"new_tokens", request.new_tokens},
                       {"requests_in_flight", request.requests_in_flight},
+                      {"quant_scheme", {{"group_size", scheme.group_size}, {"int4_asymmetric", scheme.int4_asymmetric}}},
                       {"activation_bytes", activation_bytes},
                       {"token_id_bytes", token_id_bytes}};
   json["stages"] = nlohmann::json::array();
@@ -366,6 +371,19 @@ inline ModelCosts ModelCosts::from_json(const nlohmann::json& json, const std::s
   costs.name = edge::detail::require_string(json, "name", what);
   costs.source = edge::detail::require_string(json, "source", what);
   costs.request = {integer("prompt_tokens"), integer("new_tokens"), integer("requests_in_flight")};
+  {
+    const std::string where = what + ".quant_scheme";
+    const auto& scheme = edge::detail::require(json, "quant_scheme", what);
+    if (!scheme.is_object()) fail("{}: expected an object, got {}", where, scheme.dump());
+    edge::detail::check_keys(scheme, {"group_size", "int4_asymmetric"}, where);
+    const auto& group = edge::detail::require(scheme, "group_size", where);
+    const auto& asymmetric = edge::detail::require(scheme, "int4_asymmetric", where);
+    if (!group.is_number_integer() || group.get<std::int64_t>() < 1) {
+      fail("{}.group_size: expected a positive integer, got {}", where, group.dump());
+    }
+    if (!asymmetric.is_boolean()) fail("{}.int4_asymmetric: expected true or false, got {}", where, asymmetric.dump());
+    costs.scheme = {group.get<std::int64_t>(), asymmetric.get<bool>()};
+  }
   costs.activation_bytes = number(json, "activation_bytes", what);
   costs.token_id_bytes = number(json, "token_id_bytes", what);
   const auto& stages = edge::detail::require(json, "stages", what);

@@ -4,9 +4,11 @@
 // These counts feed the roofline (analytic_costs) and the memory constraint;
 // docs/model.md lists them as formulas.
 //
-// Storage: every 2-D weight (linear layers, token and position tables) is held
-// in the stage's format; biases and LayerNorm parameters stay float32 (they are
-// tiny, and quantizing them buys nothing).
+// Storage: every weight matrix the runtime quantizes (model::Stage::matrices():
+// the linear layers and the token table) is held in the stage's format; the
+// learned positions, biases and LayerNorm parameters stay float32, as the
+// runtime keeps them, so that a stage's bytes here equal
+// model::Stage::weight_bytes() after quantization.
 
 #include <algorithm>
 #include <cstddef>
@@ -31,8 +33,8 @@ struct MatrixShape {
 struct StageShape {
   model::StageKind kind = model::StageKind::embedding;
   std::string name;
-  std::vector<MatrixShape> matrices;
-  std::int64_t vector_values = 0;  // biases and LayerNorm weights, float32
+  std::vector<MatrixShape> matrices;  // stored in the stage's format
+  std::int64_t vector_values = 0;     // positions, biases and LayerNorm weights, float32
 };
 
 // Named like model::Stage::name(): "embedding", "layer.<i>", "head".
@@ -51,8 +53,9 @@ inline StageShape stage_shape(const model::OptConfig& config, std::size_t stage)
   shape.name = stage_name(config, stage);
   if (stage == 0) {
     shape.kind = model::StageKind::embedding;
-    shape.matrices = {{config.vocab_size, p}, {config.max_position_embeddings + model::OptConfig::position_offset, h}};
+    shape.matrices = {{config.vocab_size, p}};
     if (config.has_projection()) shape.matrices.push_back({h, p});
+    shape.vector_values = (config.max_position_embeddings + model::OptConfig::position_offset) * h;
   } else if (stage + 1 == static_cast<std::size_t>(config.num_stages())) {
     shape.kind = model::StageKind::head;
     // A tied head needs the token table too: a server holding the head but not
@@ -128,12 +131,12 @@ inline Work stage_work(const model::OptConfig& config, std::size_t stage, quant:
   Work work;
   switch (shape.kind) {
     case model::StageKind::embedding: {
-      // A lookup reads only the rows of the tokens' ids and positions.
-      work.bytes = matrix_bytes({tokens, shape.matrices[0].cols}, format, scheme) +
-                   matrix_bytes({tokens, shape.matrices[1].cols}, format, scheme) + 4.0 * t + 4.0 * t * h;
+      // A lookup reads only the rows of the tokens' ids (in the format) and
+      // positions (float32), then writes t rows of activations.
+      work.bytes = matrix_bytes({tokens, shape.matrices[0].cols}, format, scheme) + 4.0 * t * h + 4.0 * t + 4.0 * t * h;
       if (config.has_projection()) {
         work.flops = 2.0 * t * h * p;
-        work.bytes += matrix_bytes(shape.matrices[2], format, scheme);
+        work.bytes += matrix_bytes(shape.matrices[1], format, scheme);
       }
       break;
     }

@@ -25,6 +25,7 @@
 
 #include "dilemma/edge/units.hpp"
 #include "dilemma/error.hpp"
+#include "dilemma/io/json_file.hpp"
 #include "dilemma/quant/format.hpp"
 
 namespace dilemma::edge {
@@ -370,14 +371,7 @@ inline Cluster Cluster::from_json(const nlohmann::json& json, const std::string&
 }
 
 inline Cluster Cluster::load(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) dilemma::detail::fail("{}: cannot open the cluster file", path.string());
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    dilemma::detail::fail("{}: invalid JSON: {}", path.string(), e.what());
-  }
+  const nlohmann::json json = io::read_json_file(path, "the cluster file");
   Cluster cluster = from_json(json, path.string());
   if (cluster.name.empty()) cluster.name = path.stem().string();
   return cluster;

@@ -24,10 +24,11 @@ struct LossResult {
 };
 
 // Sum of -log p(ids[t+1] | ids[..t]) over one already-encoded text.
-inline double sequence_nll(const model::OptModel& model, std::span<const TokenId> ids) {
+inline double sequence_nll(const model::OptModel& model, std::span<const TokenId> ids,
+                           const model::RunContext& context = {}) {
   if (ids.size() < 2) return 0.0;
   auto session = model.new_session();
-  const model::Matrix logits = model.forward(ids, session, model::Logits::all);
+  const model::Matrix logits = model.forward(ids, session, model::Logits::all, context);
   double total = 0.0;
   for (Eigen::Index t = 0; t + 1 < logits.rows(); ++t) {
     const auto row = logits.row(t);
@@ -39,14 +40,15 @@ inline double sequence_nll(const model::OptModel& model, std::span<const TokenId
 }
 
 inline LossResult evaluate_loss(const model::OptModel& model, const text::BpeTokenizer& tokenizer,
-                                std::span<const std::string> texts, std::size_t max_tokens = 128) {
+                                std::span<const std::string> texts, std::size_t max_tokens = 128,
+                                const model::RunContext& context = {}) {
   if (max_tokens < 2) dilemma::detail::fail("max_tokens must be at least 2 to predict a token, got {}", max_tokens);
   LossResult result;
   double total = 0.0;
   for (const auto& text : texts) {
     auto ids = tokenizer.encode(text, text::BpeTokenizer::Bos::add);
     if (ids.size() > max_tokens) ids.resize(max_tokens);
-    total += sequence_nll(model, ids);
+    total += sequence_nll(model, ids, context);
     result.tokens += ids.size() - 1;
     ++result.texts;
   }

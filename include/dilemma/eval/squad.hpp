@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dilemma/error.hpp"
+#include "dilemma/io/json_file.hpp"
 
 namespace dilemma::eval {
 
@@ -58,14 +59,7 @@ inline const nlohmann::json& member(const nlohmann::json& object, const char* ke
 // Reads every paragraph of a SQuAD file, checking the structure on the way so
 // that a wrong file is reported with the path of the offending field.
 inline std::vector<SquadParagraph> load_squad(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) dilemma::detail::fail("{}: cannot open the SQuAD file", path.string());
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    dilemma::detail::fail("{}: invalid JSON: {}", path.string(), e.what());
-  }
+  const nlohmann::json json = io::read_json_file(path, "the SQuAD file");
   using Type = nlohmann::json::value_t;
   const std::string file = path.string();
   const detail::JsonPlace root{file, ""};

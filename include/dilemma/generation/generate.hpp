@@ -18,6 +18,7 @@ struct GenerationOptions {
   int max_new_tokens = 32;
   SamplingOptions sampling;
   bool stop_at_eos = true;
+  model::RunContext run_context;  // kernels and threads of every forward pass
 };
 
 enum class StopReason { eos, max_new_tokens, context_full };
@@ -54,7 +55,7 @@ inline GenerationResult generate(const model::OptModel& model, std::span<const T
   auto session = model.new_session();
 
   auto start = Clock::now();
-  model::Matrix logits = model.forward(prompt, session, model::Logits::last);
+  model::Matrix logits = model.forward(prompt, session, model::Logits::last, options.run_context);
   result.prefill_seconds = std::chrono::duration<double>(Clock::now() - start).count();
 
   start = Clock::now();
@@ -72,7 +73,7 @@ inline GenerationResult generate(const model::OptModel& model, std::span<const T
       break;
     }
     const TokenId step[] = {next};
-    logits = model.forward(step, session, model::Logits::last);
+    logits = model.forward(step, session, model::Logits::last, options.run_context);
   }
   result.decode_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return result;

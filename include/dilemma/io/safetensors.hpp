@@ -358,6 +358,7 @@ class SafetensorsCheckpoint {
       for (std::string& name : checkpoint.files_.front().tensor_names()) {
         checkpoint.file_of_tensor_.emplace(std::move(name), 0);
       }
+      checkpoint.metadata_ = checkpoint.files_.front().metadata();
       return checkpoint;
     }
     const std::filesystem::path index_file = model_dir / index_file_name;
@@ -378,6 +379,13 @@ class SafetensorsCheckpoint {
   TensorView tensor(std::string_view name) const { return files_[file_index(name)].tensor(name); }
 
   const std::filesystem::path& file_of(std::string_view name) const { return files_[file_index(name)].path(); }
+
+  // The single file, or the index of a sharded checkpoint.
+  const std::filesystem::path& source() const { return source_; }
+
+  // The `__metadata__` of the file, or of all shards together (a key in
+  // several shards has the value of the first shard weight_map names).
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
   explicit SafetensorsCheckpoint(std::filesystem::path source) : source_(std::move(source)) {}
@@ -426,6 +434,7 @@ class SafetensorsCheckpoint {
         dilemma::detail::fail("{}: shard '{}' listed in weight_map does not exist", index_name, shard_names[i]);
       }
       checkpoint.files_.push_back(SafetensorsFile::open(shard_path));
+      for (const auto& [key, value] : checkpoint.files_.back().metadata()) checkpoint.metadata_.try_emplace(key, value);
       for (std::string& tensor : checkpoint.files_.back().tensor_names()) {
         const auto [it, inserted] = shard_holding.try_emplace(tensor, i);
         if (!inserted) {
@@ -476,6 +485,7 @@ class SafetensorsCheckpoint {
   std::filesystem::path source_;  // the file or index named in error messages
   std::vector<SafetensorsFile> files_;
   std::map<std::string, std::size_t, std::less<>> file_of_tensor_;  // index into files_
+  std::map<std::string, std::string> metadata_;
 };
 
 struct TensorToWrite {

@@ -22,19 +22,23 @@ struct SelfAttention {
 
   // x: [new_tokens, hidden]. The new tokens occupy positions
   // cache.size() .. cache.size()+new_tokens-1 and are appended to the cache.
-  Matrix operator()(const Matrix& x, KvCache& cache) const {
+  Matrix operator()(const Matrix& x, KvCache& cache, const RunContext& context = {}) const {
     const Eigen::Index hidden = q_proj.out_features();
     const Eigen::Index head_dim = hidden / num_heads;
     const Eigen::Index past = cache.size();
     const Eigen::Index tokens = x.rows();
 
-    Matrix queries = q_proj(x);
+    context.observe("self_attn.q_proj", x);
+    Matrix queries = q_proj(x, context);
     queries *= 1.0f / std::sqrt(static_cast<float>(head_dim));
-    cache.append(k_proj(x), v_proj(x));
+    context.observe("self_attn.k_proj", x);
+    Matrix keys_in = k_proj(x, context);
+    context.observe("self_attn.v_proj", x);
+    cache.append(keys_in, v_proj(x, context));
     const auto keys = cache.keys();
     const auto values = cache.values();
 
-    Matrix context(tokens, hidden);
+    Matrix attended(tokens, hidden);
     Matrix scores(tokens, past + tokens);
     for (Eigen::Index h = 0; h < num_heads; ++h) {
       const Eigen::Index col = h * head_dim;
@@ -48,9 +52,10 @@ struct SelfAttention {
         row = (row.array() - max).exp();
         row /= row.sum();
       }
-      context.middleCols(col, head_dim).noalias() = scores * values.middleCols(col, head_dim);
+      attended.middleCols(col, head_dim).noalias() = scores * values.middleCols(col, head_dim);
     }
-    return out_proj(context);
+    context.observe("self_attn.out_proj", attended);
+    return out_proj(attended, context);
   }
 };
 

@@ -2,6 +2,11 @@
 // A Hugging Face OPT model directory (config.json + safetensors), checked
 // against its config when opened and read one stage at a time, so that a node
 // that runs three layers maps the file but materializes only those layers.
+//
+// The same class reads quantized checkpoints (model/quantized_checkpoint.hpp
+// writes them): their safetensors `__metadata__` has a "dilemma.quantization"
+// entry, they may hold any subset of the stages, and each stage loads in the
+// format it was stored in. Plain checkpoints load in f32 whatever their dtype.
 
 #include <cstdint>
 #include <filesystem>
@@ -16,7 +21,9 @@
 #include "dilemma/io/dtype.hpp"
 #include "dilemma/io/safetensors.hpp"
 #include "dilemma/model/config.hpp"
+#include "dilemma/model/quantized_layout.hpp"
 #include "dilemma/model/stage.hpp"
+#include "dilemma/quant/quantized_matrix.hpp"
 
 namespace dilemma::model {
 
@@ -29,9 +36,16 @@ class OptCheckpoint {
   // "model.decoder." for transformers checkpoints, "decoder." for the original facebook/opt-* files.
   const std::string& decoder_prefix() const { return prefix_; }
 
+  // The quantization entry of a quantized checkpoint; nullopt for a plain one.
+  const std::optional<QuantizationMetadata>& quantization() const { return quantization_; }
+  // Whether the file holds stage i (always, for a plain checkpoint).
+  bool has_stage(std::size_t index) const;
+
   // Stage i: 0 = embedding, 1..L = decoder layers, L+1 = head. A tied head
-  // reuses `tied_embedding` when given (both stages in one process).
-  Stage load_stage(std::size_t index, std::shared_ptr<const Matrix> tied_embedding = nullptr) const;
+  // reuses `tied_embedding` when given (both stages in one process) and its
+  // table is the embedding's in the file (a plain checkpoint, or a quantized
+  // one that stores no separate lm_head.weight).
+  Stage load_stage(std::size_t index, std::shared_ptr<quant::QuantizedMatrix> tied_embedding = nullptr) const;
   // Every stage, sharing the tied embedding between the first and last.
   std::vector<Stage> load_all_stages() const;
 
@@ -42,8 +56,18 @@ class OptCheckpoint {
   };
   std::vector<Expected> expected_tensors() const;
   void validate() const;
+  void validate_quantized() const;
+  void validate_stored_matrix(const detail::StageTensors::MatrixTensor& matrix, const std::string& module,
+                              std::size_t stage, std::optional<quant::Format> stage_format,
+                              std::set<std::string>& accounted) const;
+  // The tensor (module) that holds the head's lm_head: lm_head.weight, or the
+  // token embedding when the model ties them and the file has no lm_head.weight.
+  std::string lm_head_module() const;
+  std::string stored_stage_names() const;
   Matrix read_matrix(const std::string& name) const;
   RowVector read_vector(const std::string& name) const;
+  quant::QuantizedMatrix read_weight(const std::string& module) const;
+  std::vector<float> read_floats(const std::string& name) const;
   Linear read_linear(const std::string& prefix, bool with_bias) const;
   LayerNorm read_layer_norm(const std::string& prefix) const;
   // The untied head sits outside the decoder in both naming schemes.
@@ -56,6 +80,7 @@ class OptCheckpoint {
   OptConfig config_;
   io::SafetensorsCheckpoint tensors_;
   std::string prefix_;
+  std::optional<QuantizationMetadata> quantization_;
 };
 
 namespace detail {
@@ -76,6 +101,16 @@ inline OptCheckpoint OptCheckpoint::open(const std::filesystem::path& model_dir)
   OptConfig config = OptConfig::load(model_dir / "config.json");
   OptCheckpoint checkpoint(model_dir, std::move(config), io::SafetensorsCheckpoint::open(model_dir));
   const auto& tensors = checkpoint.tensors_;
+  const auto metadata = tensors.metadata();
+  if (const auto entry = metadata.find(std::string(quantization_metadata_key)); entry != metadata.end()) {
+    // Written by save_quantized_checkpoint, always with transformers' names;
+    // it may hold no embedding to recognize them by.
+    checkpoint.prefix_ = "model.decoder.";
+    checkpoint.quantization_ = QuantizationMetadata::parse(entry->second, checkpoint.config_,
+                                                           tensors.source().string());
+    checkpoint.validate_quantized();
+    return checkpoint;
+  }
   if (tensors.contains("model.decoder.embed_tokens.weight")) {
     checkpoint.prefix_ = "model.decoder.";
   } else if (tensors.contains("decoder.embed_tokens.weight")) {
@@ -157,6 +192,123 @@ inline void OptCheckpoint::validate() const {
   }
 }
 
+inline bool OptCheckpoint::has_stage(std::size_t index) const {
+  if (!quantization_) return index < static_cast<std::size_t>(config_.num_stages());
+  return quantization_->stages.contains(index);
+}
+
+inline std::string OptCheckpoint::stored_stage_names() const {
+  const auto names = quant::detail::stage_names(static_cast<std::size_t>(config_.num_stages()));
+  std::vector<std::string> stored;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (has_stage(i)) stored.push_back(names[i]);
+  }
+  return fmt::format("{}", fmt::join(stored, ", "));
+}
+
+inline std::string OptCheckpoint::lm_head_module() const {
+  if (!config_.tie_word_embeddings) return "lm_head";
+  if (!quantization_) return prefix_ + "embed_tokens";
+  // A quantized file stores the head's own table unless it is the embedding's.
+  const bool shares_embedding =
+      !tensors_.contains(lm_head_name()) && tensors_.contains(prefix_ + "embed_tokens.weight");
+  return shares_embedding ? prefix_ + "embed_tokens" : "lm_head";
+}
+
+inline void OptCheckpoint::validate_quantized() const {
+  const std::string file = tensors_.source().string();
+  const auto names = quant::detail::stage_names(static_cast<std::size_t>(config_.num_stages()));
+  std::set<std::string> accounted;
+  for (const auto& [index, format] : quantization_->stages) {
+    const auto layout = detail::stage_tensors(config_, index, prefix_);
+    for (const auto& [name, shape] : layout.floats) {
+      if (!tensors_.contains(name)) {
+        dilemma::detail::fail("{}: tensor \"{}\" is missing (__metadata__ lists stage {})", file, name, names[index]);
+      }
+      const io::TensorView view = tensors_.tensor(name);
+      if (!io::is_floating(view.dtype)) {
+        dilemma::detail::fail("{}: tensor \"{}\" has dtype {}, expected a floating-point dtype (F32, F16 or BF16)",
+                              file, name, io::dtype_name(view.dtype));
+      }
+      if (!std::ranges::equal(view.shape, shape)) {
+        dilemma::detail::fail("{}: tensor \"{}\" has shape {}, but config.json implies {}", file, name,
+                              detail::shape_string(view.shape), detail::shape_string(shape));
+      }
+      accounted.insert(name);
+    }
+    for (const auto& matrix : layout.matrices) {
+      validate_stored_matrix(matrix, matrix.matrix == "lm_head" ? lm_head_module() : matrix.module, index, format,
+                             accounted);
+    }
+  }
+  for (const auto& name : tensors_.tensor_names()) {
+    if (!accounted.contains(name)) {
+      dilemma::detail::fail("{}: unexpected tensor \"{}\": not part of the stages __metadata__ lists ({})", file, name,
+                            stored_stage_names());
+    }
+  }
+}
+
+inline void OptCheckpoint::validate_stored_matrix(const detail::StageTensors::MatrixTensor& matrix,
+                                                  const std::string& module, std::size_t stage,
+                                                  std::optional<quant::Format> stage_format,
+                                                  std::set<std::string>& accounted) const {
+  const std::string file = tensors_.source().string();
+  const auto stage_name = quant::detail::stage_names(static_cast<std::size_t>(config_.num_stages())).at(stage);
+  const std::string name = module + ".weight";
+  if (!tensors_.contains(name)) {
+    dilemma::detail::fail("{}: tensor \"{}\" is missing (__metadata__ lists stage {})", file, name, stage_name);
+  }
+  const io::TensorView view = tensors_.tensor(name);
+  const auto format = detail::format_of_stored_dtype(view.dtype);
+  if (!format) {
+    dilemma::detail::fail(
+        "{}: tensor \"{}\" has dtype {}, which stores no format (F32 for f32, F16 for f16, I8 for int8, U8 for int4)",
+        file, name, io::dtype_name(view.dtype));
+  }
+  if (stage_format && *format != *stage_format) {
+    dilemma::detail::fail("{}: tensor \"{}\" has dtype {} ({}), but __metadata__ says stage {} is {}", file, name,
+                          io::dtype_name(view.dtype), quant::format_name(*format), stage_name,
+                          quant::format_name(*stage_format));
+  }
+  const auto shape = detail::stored_shape(*format, matrix.rows, matrix.cols);
+  if (!std::ranges::equal(view.shape, shape)) {
+    dilemma::detail::fail("{}: tensor \"{}\" has shape {}, expected {} for {} weights [{} × {}]{}", file, name,
+                          detail::shape_string(view.shape), detail::shape_string(shape), quant::format_name(*format),
+                          matrix.rows, matrix.cols, *format == quant::Format::int4 ? " (two codes per byte)" : "");
+  }
+  accounted.insert(name);
+  if (!quant::is_integer_format(*format)) return;
+
+  const quant::QuantScheme& scheme = quantization_->scheme;
+  if (matrix.cols % scheme.group_size != 0) {
+    dilemma::detail::fail("{}: tensor \"{}\": group size {} does not divide its {} columns", file, name,
+                          scheme.group_size, matrix.cols);
+  }
+  const std::int64_t groups = matrix.cols / scheme.group_size;
+  auto check_group_tensor = [&](const std::string& suffix, const char* what) {
+    const std::string group_name = module + suffix;
+    if (!tensors_.contains(group_name)) {
+      dilemma::detail::fail("{}: tensor \"{}\" is missing ({} {} needs one float32 {} per group)", file, group_name,
+                            quant::format_name(*format), name, what);
+    }
+    const io::TensorView group_view = tensors_.tensor(group_name);
+    if (group_view.dtype != io::DType::f32) {
+      dilemma::detail::fail("{}: tensor \"{}\" has dtype {}, expected F32", file, group_name,
+                            io::dtype_name(group_view.dtype));
+    }
+    const std::vector<std::int64_t> expected = {matrix.rows, groups};
+    if (!std::ranges::equal(group_view.shape, expected)) {
+      dilemma::detail::fail("{}: tensor \"{}\" has shape {}, expected {} ({} rows × {} groups of {})", file,
+                            group_name, detail::shape_string(group_view.shape), detail::shape_string(expected),
+                            matrix.rows, groups, scheme.group_size);
+    }
+    accounted.insert(group_name);
+  };
+  check_group_tensor(".scales", "scale");
+  if (quant::has_offsets(*format, scheme)) check_group_tensor(".offsets", "offset");
+}
+
 inline Matrix OptCheckpoint::read_matrix(const std::string& name) const {
   const io::TensorView view = tensors_.tensor(name);
   Matrix m(view.shape[0], view.shape[1]);
@@ -171,8 +323,40 @@ inline RowVector OptCheckpoint::read_vector(const std::string& name) const {
   return v;
 }
 
+inline std::vector<float> OptCheckpoint::read_floats(const std::string& name) const {
+  const io::TensorView view = tensors_.tensor(name);
+  std::vector<float> values(static_cast<std::size_t>(view.element_count()));
+  io::convert_to_f32(view.dtype, view.data, values);
+  return values;
+}
+
+inline quant::QuantizedMatrix OptCheckpoint::read_weight(const std::string& module) const {
+  const std::string name = module + ".weight";
+  const io::TensorView view = tensors_.tensor(name);
+  const std::string what = fmt::format("{}: tensor \"{}\"", tensors_.file_of(name).string(), name);
+  if (!quantization_) {
+    // Plain checkpoints compute in f32 whatever their dtype.
+    if (view.dtype == io::DType::f32) {
+      return quant::QuantizedMatrix::from_data(quant::Format::f32, {}, view.shape[0], view.shape[1], view.data, {}, {},
+                                               what);
+    }
+    return f32_weight(read_matrix(name), what);
+  }
+  // validate_quantized() has checked the dtype, the shapes and the group tensors.
+  const quant::Format format = *detail::format_of_stored_dtype(view.dtype);
+  const quant::QuantScheme& scheme = quantization_->scheme;
+  const Eigen::Index cols = format == quant::Format::int4 ? 2 * view.shape[1] : view.shape[1];
+  std::vector<float> scales, offsets;
+  if (quant::is_integer_format(format)) {
+    scales = read_floats(module + ".scales");
+    if (quant::has_offsets(format, scheme)) offsets = read_floats(module + ".offsets");
+  }
+  return quant::QuantizedMatrix::from_data(format, quant::is_integer_format(format) ? scheme : quant::QuantScheme{},
+                                           view.shape[0], cols, view.data, scales, offsets, what);
+}
+
 inline Linear OptCheckpoint::read_linear(const std::string& prefix, bool with_bias) const {
-  Linear linear{read_matrix(prefix + ".weight"), {}};
+  Linear linear{read_weight(prefix), {}};
   if (with_bias) linear.bias = read_vector(prefix + ".bias");
   return linear;
 }
@@ -187,21 +371,24 @@ inline LayerNorm OptCheckpoint::read_layer_norm(const std::string& prefix) const
   return norm;
 }
 
-inline Stage OptCheckpoint::load_stage(std::size_t index, std::shared_ptr<const Matrix> tied_embedding) const {
+inline Stage OptCheckpoint::load_stage(std::size_t index, std::shared_ptr<quant::QuantizedMatrix> tied_embedding) const {
   const auto& c = config_;
   const auto layers = static_cast<std::size_t>(c.num_hidden_layers);
   if (index > layers + 1) {
     dilemma::detail::fail("{}: stage {} does not exist (the model has {} stages: embedding, {} layers, head)",
                           directory_.string(), index, layers + 2, layers);
   }
+  if (!has_stage(index)) {
+    dilemma::detail::fail("{}: stage {} ({}) is not in this checkpoint, which holds {}", tensors_.source().string(),
+                          quant::detail::stage_names(layers + 2).at(index), index, stored_stage_names());
+  }
   const std::string& d = prefix_;
-  auto token_embedding = [&] {
-    return tied_embedding ? tied_embedding
-                          : std::make_shared<const Matrix>(read_matrix(d + "embed_tokens.weight"));
+  auto shared_weight = [&](const std::string& module) {
+    return std::make_shared<quant::QuantizedMatrix>(read_weight(module));
   };
   if (index == 0) {
     Embedding embedding;
-    embedding.embed_tokens = token_embedding();
+    embedding.embed_tokens = tied_embedding ? tied_embedding : shared_weight(d + "embed_tokens");
     if (c.has_projection()) embedding.project_in = read_linear(d + "project_in", false);
     embedding.embed_positions = read_matrix(d + "embed_positions.weight");
     embedding.position_offset = OptConfig::position_offset;
@@ -211,8 +398,8 @@ inline Stage OptCheckpoint::load_stage(std::size_t index, std::shared_ptr<const 
     Head head;
     if (c.has_final_layer_norm()) head.final_layer_norm = read_layer_norm(d + "final_layer_norm");
     if (c.has_projection()) head.project_out = read_linear(d + "project_out", false);
-    head.lm_head = c.tie_word_embeddings ? token_embedding()
-                                         : std::make_shared<const Matrix>(read_matrix(lm_head_name()));
+    const std::string module = lm_head_module();
+    head.lm_head = tied_embedding && module == d + "embed_tokens" ? tied_embedding : shared_weight(module);
     return Stage(index, std::move(head));
   }
   const std::string layer = fmt::format("{}layers.{}.", d, index - 1);
@@ -235,9 +422,9 @@ inline std::vector<Stage> OptCheckpoint::load_all_stages() const {
   std::vector<Stage> stages;
   stages.reserve(static_cast<std::size_t>(config_.num_stages()));
   stages.push_back(load_stage(0));
-  const auto& embedding = std::get<Embedding>(stages.front().weights());
+  const auto embed_tokens = std::get<Embedding>(stages.front().weights()).embed_tokens;
   for (std::size_t i = 1; i < static_cast<std::size_t>(config_.num_stages()); ++i) {
-    stages.push_back(load_stage(i, config_.tie_word_embeddings ? embedding.embed_tokens : nullptr));
+    stages.push_back(load_stage(i, config_.tie_word_embeddings ? embed_tokens : nullptr));
   }
   return stages;
 }

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dilemma/error.hpp"
+#include "dilemma/io/json_file.hpp"
 
 namespace dilemma::model {
 
@@ -156,14 +157,7 @@ inline OptConfig OptConfig::from_json(const nlohmann::json& json, const std::str
 }
 
 inline OptConfig OptConfig::load(const std::filesystem::path& config_json) {
-  std::ifstream in(config_json);
-  if (!in) dilemma::detail::fail("{}: cannot open the model's config file", config_json.string());
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    dilemma::detail::fail("{}: invalid JSON: {}", config_json.string(), e.what());
-  }
+  const nlohmann::json json = io::read_json_file(config_json, "the model's config file");
   return from_json(json, config_json.string());
 }
 

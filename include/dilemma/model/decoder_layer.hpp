@@ -50,17 +50,19 @@ struct DecoderLayer {
            final_layer_norm.parameter_count() + fc1.parameter_count() + fc2.parameter_count();
   }
 
-  Matrix operator()(const Matrix& input, KvCache& cache) const {
+  Matrix operator()(const Matrix& input, KvCache& cache, const RunContext& context = {}) const {
     Matrix hidden = input;
     if (layer_norm_before) self_attn_layer_norm.apply_in_place(hidden);
-    hidden = input + self_attn(hidden, cache);
+    hidden = input + self_attn(hidden, cache, context);
     if (!layer_norm_before) self_attn_layer_norm.apply_in_place(hidden);
 
     Matrix ffn_in = hidden;
     if (layer_norm_before) final_layer_norm.apply_in_place(ffn_in);
-    Matrix inner = fc1(ffn_in);
+    context.observe("fc1", ffn_in);
+    Matrix inner = fc1(ffn_in, context);
     detail::activate_in_place(inner, activation);
-    hidden += fc2(inner);
+    context.observe("fc2", inner);
+    hidden += fc2(inner, context);
     if (!layer_norm_before) final_layer_norm.apply_in_place(hidden);
     return hidden;
   }

@@ -4,12 +4,19 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <numeric>
+#include <optional>
+#include <string>
 #include <span>
 #include <utility>
 #include <vector>
 
+#include <fmt/ranges.h>
+
 #include "dilemma/model/checkpoint.hpp"
+#include "dilemma/model/run_context.hpp"
 #include "dilemma/model/stage.hpp"
+#include "dilemma/quant/format_assignment.hpp"
 
 namespace dilemma::model {
 
@@ -66,23 +73,88 @@ class OptModel {
     return count;
   }
 
+  // Bytes of all weights as stored (Stage::weight_bytes), a table the tied
+  // embedding and head share counted once.
+  std::size_t weight_bytes() const {
+    std::size_t bytes = 0;
+    for (const auto& stage : stages_) bytes += stage.weight_bytes();
+    const auto& embedding = std::get<Embedding>(stages_.front().weights());
+    const auto& head = std::get<Head>(stages_.back().weights());
+    if (embedding.embed_tokens == head.lm_head) bytes -= head.lm_head->bytes();
+    return bytes;
+  }
+
+  // The format of each stage (nullopt for a stage whose matrices differ).
+  std::vector<std::optional<quant::Format>> formats() const {
+    std::vector<std::optional<quant::Format>> all;
+    for (const auto& stage : stages_) all.push_back(stage.format());
+    return all;
+  }
+
+  // Round-to-nearest quantization of each stage to its format (Stage::quantize):
+  // one format per stage, embedding, layers, head. Checked before anything
+  // changes: the count, and that the group size divides the input width of
+  // every matrix that gets an integer format.
+  void quantize(std::span<const quant::Format> formats, const quant::QuantScheme& scheme = {}) {
+    if (formats.size() != stages_.size()) {
+      dilemma::detail::fail("quantize(): {} formats given, expected N = 2 + layers = {} ({})", formats.size(),
+                            stages_.size(), quant::detail::describe_stages(stages_.size()));
+    }
+    check_group_size(formats, scheme);
+    for (std::size_t i = 0; i < stages_.size(); ++i) stages_[i].check_quantizable(formats[i], scheme);
+    for (std::size_t i = 0; i < stages_.size(); ++i) stages_[i].quantize(formats[i], scheme);
+  }
+
+  void quantize(const quant::FormatAssignment& assignment) {
+    quantize(assignment.resolve(stages_.size()), assignment.scheme());
+  }
+
   // Appends `ids` to the session (prefill when it holds many, decode when one)
   // and returns logits [ids.size() or 1, vocab_size].
-  Matrix forward(std::span<const TokenId> ids, Session& session, Logits which = Logits::last) const {
+  Matrix forward(std::span<const TokenId> ids, Session& session, Logits which = Logits::last,
+                 const RunContext& context = {}) const {
     if (ids.empty()) dilemma::detail::fail("forward() needs at least one token id");
     StageInput input = std::vector<TokenId>(ids.begin(), ids.end());
     for (std::size_t i = 0; i + 1 < stages_.size(); ++i) {
-      input = stages_[i].run(input, session.state(i));
+      input = stages_[i].run(input, session.state(i), context);
     }
     Matrix& hidden = std::get<Matrix>(input);
     if (which == Logits::last && hidden.rows() > 1) {
       Matrix last = hidden.bottomRows(1);
       hidden = std::move(last);
     }
-    return stages_.back().run(input, session.state(stages_.size() - 1));
+    return stages_.back().run(input, session.state(stages_.size() - 1), context);
   }
 
  private:
+  // Integer groups must tile every row: the group size divides the input
+  // width (columns) of each matrix that gets an integer format.
+  void check_group_size(std::span<const quant::Format> formats, const quant::QuantScheme& scheme) const {
+    quant::detail::check_scheme(scheme, "quantize()");
+    std::int64_t common = 0;  // gcd of the widths that must be divisible
+    std::optional<std::string> offender;
+    for (std::size_t i = 0; i < stages_.size(); ++i) {
+      if (!quant::is_integer_format(formats[i])) continue;
+      for (const auto& [name, weight] : stages_[i].matrices()) {
+        common = std::gcd(common, static_cast<std::int64_t>(weight->cols()));
+        if (!offender && weight->cols() % scheme.group_size != 0) {
+          offender = fmt::format("the {} columns of {}.{} [{} × {}]", weight->cols(), stages_[i].name(), name,
+                                 weight->rows(), weight->cols());
+        }
+      }
+    }
+    if (!offender) return;
+    std::vector<std::int64_t> fitting;
+    for (std::int64_t size = quant::int4_block; size <= common; size += quant::int4_block) {
+      if (common % size == 0) fitting.push_back(size);
+    }
+    dilemma::detail::fail("group size {} does not divide {} ({})", scheme.group_size, *offender,
+                          fitting.empty()
+                              ? std::string("no group size fits every matrix given an integer format")
+                              : fmt::format("group sizes that fit every matrix given an integer format: {}",
+                                            fmt::join(fitting, ", ")));
+  }
+
   OptConfig config_;
   std::vector<Stage> stages_;
 };

@@ -47,7 +47,7 @@ inline OptModel random_opt_model(const OptConfig& config, std::uint64_t seed) {
   const auto std_dev = static_cast<float>(config.init_std);
   const Eigen::Index h = config.hidden_size, f = config.ffn_dim, p = config.word_embed_proj_dim;
   auto linear = [&](Eigen::Index out, Eigen::Index in, bool bias) {
-    Linear l{detail::random_matrix(out, in, std_dev, rng), {}};
+    Linear l{f32_weight(detail::random_matrix(out, in, std_dev, rng)), {}};
     if (bias) l.bias = RowVector::Zero(out);
     return l;
   };
@@ -63,7 +63,8 @@ inline OptModel random_opt_model(const OptConfig& config, std::uint64_t seed) {
 
   std::vector<Stage> stages;
   Embedding embedding;
-  embedding.embed_tokens = std::make_shared<const Matrix>(detail::random_matrix(config.vocab_size, p, std_dev, rng));
+  embedding.embed_tokens =
+      std::make_shared<quant::QuantizedMatrix>(f32_weight(detail::random_matrix(config.vocab_size, p, std_dev, rng)));
   if (config.has_projection()) embedding.project_in = linear(h, p, false);
   embedding.embed_positions =
       detail::random_matrix(config.max_position_embeddings + OptConfig::position_offset, h, std_dev, rng);
@@ -90,9 +91,9 @@ inline OptModel random_opt_model(const OptConfig& config, std::uint64_t seed) {
   Head head;
   if (config.has_final_layer_norm()) head.final_layer_norm = layer_norm();
   if (config.has_projection()) head.project_out = linear(p, h, false);
-  head.lm_head = config.tie_word_embeddings
-                     ? tokens
-                     : std::make_shared<const Matrix>(detail::random_matrix(config.vocab_size, p, std_dev, rng));
+  head.lm_head = config.tie_word_embeddings ? tokens
+                                            : std::make_shared<quant::QuantizedMatrix>(
+                                                  f32_weight(detail::random_matrix(config.vocab_size, p, std_dev, rng)));
   stages.emplace_back(static_cast<std::size_t>(config.num_stages() - 1), std::move(head));
   return OptModel(config, std::move(stages));
 }

@@ -21,6 +21,7 @@
 
 #include "dilemma/cost/evaluate.hpp"
 #include "dilemma/error.hpp"
+#include "dilemma/io/json_file.hpp"
 #include "dilemma/plan/problem.hpp"
 #include "dilemma/quant/format.hpp"
 
@@ -334,14 +335,7 @@ inline Plan Plan::from_json(const nlohmann::json& json, const std::string& sourc
 }
 
 inline Plan Plan::load(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) dilemma::detail::fail("{}: cannot open the plan", path.string());
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    dilemma::detail::fail("{}: invalid JSON: {}", path.string(), e.what());
-  }
+  const nlohmann::json json = io::read_json_file(path, "the plan");
   return from_json(json, path.string());
 }
 

@@ -119,7 +119,8 @@ class OptionFilter {
     server_formats_.resize(cluster_.servers.size(), problem.options.formats);
     for (const auto& [server, formats] : problem.options.server_formats) {
       auto& allowed = server_formats_[cluster_.server_index(server, "server_formats")];
-      std::erase_if(allowed, [&](quant::Format format) { return !contains(formats, format); });
+      const auto& listed = formats;  // Clang before 16 cannot capture a structured binding
+      std::erase_if(allowed, [&listed](quant::Format format) { return !contains(listed, format); });
     }
   }
 

@@ -1,0 +1,42 @@
+#pragma once
+// Runs the `dilemma` tool (or any command line) as a user would and captures
+// its output, exit code and wall time.
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+
+#include <fmt/format.h>
+
+#include "test_support.hpp"
+
+namespace dilemma::testing {
+
+struct CliRun {
+  int exit_code;
+  std::string out;  // stdout
+  std::string err;  // stderr
+  double seconds;
+};
+
+inline CliRun run_command(const std::string& command_line) {
+  ScratchDir dir;
+  const std::string command = fmt::format("{} 2>{} </dev/null", command_line, (dir / "stderr").string());
+  const auto start = std::chrono::steady_clock::now();
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return {-1, "", "popen failed", 0.0};
+  std::string out;
+  std::array<char, 4096> buffer;
+  while (const std::size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe)) out.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, read_file(dir / "stderr"), seconds};
+}
+
+inline CliRun run_cli(const std::string& arguments) {
+  return run_command(fmt::format("{} {}", DILEMMA_CLI_PATH, arguments));
+}
+
+}  // namespace dilemma::testing
