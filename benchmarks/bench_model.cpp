@@ -1,5 +1,6 @@
-// bench_model: prefill and decode throughput of dilemma's fp32 OPT runtime,
-// set against the machine's memory read bandwidth measured in the same run.
+// bench_model: prefill and decode throughput of dilemma's OPT runtime, with
+// every stage in one format (f32, f16, int8 or int4), set against the
+// machine's memory read bandwidth measured in the same run.
 // What is counted, and why: docs/performance.md.
 //
 // A small hand-written harness rather than Google Benchmark: every measurement
@@ -32,6 +33,7 @@
 #include "dilemma/error.hpp"
 #include "dilemma/model/opt_model.hpp"
 #include "dilemma/model/random_model.hpp"
+#include "dilemma/quant/format.hpp"
 #include "dilemma/version.hpp"
 #include "machine_info.hpp"
 #include "memory_bandwidth.hpp"
@@ -51,6 +53,7 @@ constexpr const char* opt_350m_name = "opt-350m";
 struct Settings {
   std::string out = "-";
   std::vector<std::string> models{tiny_opt_name, opt_350m_name};
+  std::vector<std::string> formats{"f32"};
   std::string tiny_opt_dir = build::tiny_opt_dir;
   std::size_t prompt_tokens = 128;
   std::size_t decode_tokens = 32;
@@ -64,9 +67,11 @@ struct Settings {
 
 struct ModelRun {
   std::string name;
+  std::string format;
   std::string source;
   model::OptConfig config;
   std::size_t parameter_count = 0;
+  std::size_t weights_in_memory_bytes = 0;
   double setup_seconds = 0;
   Summary prefill_tokens_per_second;
   Summary decode_tokens_per_second;
@@ -102,8 +107,8 @@ std::vector<TokenId> token_ids(std::size_t count, std::int64_t vocab_size, std::
 
 // Each repetition starts a fresh session, times the prefill of the prompt, then
 // times the decode steps that follow it one token at a time through the KV cache.
-ModelRun measure_model(std::string name, std::string source, const model::OptModel& model, double setup_seconds,
-                       const Settings& settings) {
+ModelRun measure_model(std::string name, std::string format, std::string source, const model::OptModel& model,
+                       double setup_seconds, const Settings& settings) {
   const auto& config = model.config();
   std::mt19937_64 rng(settings.seed);
   const auto prompt = token_ids(settings.prompt_tokens, config.vocab_size, rng);
@@ -133,9 +138,11 @@ ModelRun measure_model(std::string name, std::string source, const model::OptMod
 
   ModelRun run;
   run.name = std::move(name);
+  run.format = std::move(format);
   run.source = std::move(source);
   run.config = config;
   run.parameter_count = model.parameter_count();
+  run.weights_in_memory_bytes = model.weight_bytes();
   run.setup_seconds = setup_seconds;
   run.prefill_tokens_per_second = summarize(std::move(prefill_rates));
   run.decode_tokens_per_second = summarize(std::move(decode_rates));
@@ -161,22 +168,37 @@ void check_context_lengths(const Settings& settings) {
   }
 }
 
-// Builds one model, measures it and frees it before the next is built, so that
-// the process never holds two large models at once.
-ModelRun benchmark_model(const std::string& name, const Settings& settings) {
+// Integer formats need a group size that divides every quantized width:
+// tiny-opt's embedding, project_in and head are 96 wide (groups of 32), the
+// OPT-350m shape takes the library's default of 64.
+quant::QuantScheme scheme_for(const std::string& name) {
+  return name == tiny_opt_name ? quant::QuantScheme{.group_size = 32} : quant::QuantScheme{};
+}
+
+// Builds one model in one format, measures it and frees it before the next is
+// built, so that the process never holds two large models at once.
+ModelRun benchmark_model(const std::string& name, const std::string& format_name, const Settings& settings) {
+  const quant::Format format = quant::parse_format(format_name, "--formats");
   const auto start = Clock::now();
-  if (name == tiny_opt_name) {
-    const auto model = model::OptModel::load(settings.tiny_opt_dir);
-    const double setup_seconds = seconds_since(start);
-    return measure_model(name,
-                         fmt::format("checkpoint {} (config torch_dtype {}), converted to f32 on load",
-                                     settings.tiny_opt_dir, model.config().torch_dtype),
-                         model, setup_seconds, settings);
+  auto built = [&]() -> std::pair<model::OptModel, std::string> {
+    if (name == tiny_opt_name) {
+      auto model = model::OptModel::load(settings.tiny_opt_dir);
+      std::string source = fmt::format("checkpoint {} (config torch_dtype {}), converted to f32 on load",
+                                       settings.tiny_opt_dir, model.config().torch_dtype);
+      return {std::move(model), std::move(source)};
+    }
+    return {model::random_opt_model(model::opt_350m_config(), settings.seed),
+            fmt::format("opt_350m_config() with random weights, seed {}, f32", settings.seed)};
+  }();
+  auto& [model, source] = built;
+  if (format != quant::Format::f32) {
+    const quant::QuantScheme scheme = scheme_for(name);
+    model.quantize(std::vector<quant::Format>(model.stages().size(), format), scheme);
+    source += fmt::format(", every stage quantized to {} (round to nearest{})", format_name,
+                          quant::is_integer_format(format) ? fmt::format(", groups of {}", scheme.group_size) : "");
   }
-  const auto model = model::random_opt_model(model::opt_350m_config(), settings.seed);
   const double setup_seconds = seconds_since(start);
-  return measure_model(name, fmt::format("opt_350m_config() with random weights, seed {}, f32", settings.seed), model,
-                       setup_seconds, settings);
+  return measure_model(name, format_name, std::move(source), model, setup_seconds, settings);
 }
 
 nlohmann::json model_json(const ModelRun& run, const BandwidthReport& bandwidth, const Settings& settings) {
@@ -184,10 +206,11 @@ nlohmann::json model_json(const ModelRun& run, const BandwidthReport& bandwidth,
   const auto& traffic = run.weight_traffic;
   return {
       {"name", run.name},
+      {"format", run.format},
       {"source", run.source},
       {"config", run.config.to_json()},
       {"parameter_count", run.parameter_count},
-      {"weights_in_memory_bytes", run.parameter_count * sizeof(model::Matrix::Scalar)},
+      {"weights_in_memory_bytes", run.weights_in_memory_bytes},
       {"setup_seconds", run.setup_seconds},
       {"prefill",
        {{"prompt_tokens", settings.prompt_tokens},
@@ -227,6 +250,7 @@ nlohmann::json bandwidth_json(const BandwidthReport& bandwidth, const Settings& 
 
 nlohmann::json settings_json(const Settings& settings) {
   return {{"models", settings.models},
+          {"formats", settings.formats},
           {"prompt_tokens", settings.prompt_tokens},
           {"decode_tokens", settings.decode_tokens},
           {"warmup", settings.warmup},
@@ -246,14 +270,14 @@ void print_table(const std::vector<ModelRun>& runs, const BandwidthReport& bandw
   }
   fmt::print(stderr, "\ntokens/s median [min-max] of {} repetitions; decode bytes/token = weights + mean KV cache\n",
              settings.repetitions);
-  fmt::print(stderr, "{:<9} {:>26} {:>22} {:>14} {:>10} {:>8} {:>8}\n", "model",
+  fmt::print(stderr, "{:<9} {:<5} {:>26} {:>22} {:>14} {:>10} {:>8} {:>8}\n", "model", "fmt",
              fmt::format("prefill tok/s (P={})", settings.prompt_tokens),
              fmt::format("decode tok/s (N={})", settings.decode_tokens), "MB/token", "eff. GB/s",
              fmt::format("of {}T", bandwidth.single_thread.threads),
              fmt::format("of {}T", bandwidth.all_threads.threads));
   for (const auto& run : runs) {
     const DecodeEfficiency e = decode_efficiency(run, bandwidth);
-    fmt::print(stderr, "{:<9} {:>26} {:>22} {:>14} {:>10.2f} {:>7.0f}% {:>7.0f}%\n", run.name,
+    fmt::print(stderr, "{:<9} {:<5} {:>26} {:>22} {:>14} {:>10.2f} {:>7.0f}% {:>7.0f}%\n", run.name, run.format,
                rate(run.prefill_tokens_per_second), rate(run.decode_tokens_per_second),
                fmt::format("{:.2f}+{:.2f}", static_cast<double>(run.weight_traffic.total()) / 1e6,
                            run.kv_bytes_per_decoded_token / 1e6),
@@ -307,8 +331,10 @@ void run(const Settings& settings, const std::string& command_line) {
 
   std::vector<ModelRun> runs;
   for (const auto& name : settings.models) {
-    fmt::print(stderr, "benchmarking {}\n", name);
-    runs.push_back(benchmark_model(name, settings));
+    for (const auto& format : settings.formats) {
+      fmt::print(stderr, "benchmarking {} in {}\n", name, format);
+      runs.push_back(benchmark_model(name, format, settings));
+    }
   }
 
   report["load_average_at_end"] = load_average();
@@ -337,13 +363,17 @@ void apply_quick_defaults(const CLI::App& app, Settings& settings) {
 int main(int argc, char** argv) {
   using dilemma::bench::Settings;
   Settings settings;
-  CLI::App app{"Prefill and decode throughput of dilemma's fp32 OPT runtime against measured memory bandwidth",
+  CLI::App app{"Prefill and decode throughput of dilemma's OPT runtime in each format against measured memory bandwidth",
                "bench_model"};
   app.set_version_flag("--version", dilemma::version_string);
   app.add_option("--out", settings.out, "Write the JSON report here ('-': stdout)")->capture_default_str();
   app.add_option("--models", settings.models, "Models to run, comma-separated")
       ->delimiter(',')
       ->check(CLI::IsMember({dilemma::bench::tiny_opt_name, dilemma::bench::opt_350m_name}))
+      ->capture_default_str();
+  app.add_option("--formats", settings.formats, "Formats to run every stage in, comma-separated")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"f32", "f16", "int8", "int4"}))
       ->capture_default_str();
   app.add_option("--tiny-opt-dir", settings.tiny_opt_dir, "The tiny-opt checkpoint directory")->capture_default_str();
   app.add_option("-P,--prompt-tokens", settings.prompt_tokens, "Prompt length of each prefill")

@@ -1,7 +1,7 @@
-# Runs `bench_model --quick` and checks its JSON report: it must parse, and
+# Runs `bench_model --quick --formats f32,int4` and checks its JSON report: it must parse, and
 # every measured rate and byte count must be a positive number.
 # Usage: cmake -DBENCH_MODEL=<path> -DREPORT=<json path> -P check_smoke_report.cmake
-execute_process(COMMAND ${BENCH_MODEL} --quick --out ${REPORT} RESULT_VARIABLE exit_code)
+execute_process(COMMAND ${BENCH_MODEL} --quick --formats f32,int4 --out ${REPORT} RESULT_VARIABLE exit_code)
 if(NOT exit_code EQUAL 0)
   message(FATAL_ERROR "bench_model --quick exited with ${exit_code}")
 endif()
@@ -21,8 +21,8 @@ foreach(threads single_thread all_threads)
   require_positive(memory_read_bandwidth ${threads} gigabytes_per_second median)
 endforeach()
 string(JSON model_count LENGTH "${report}" models)
-if(NOT model_count EQUAL 2)
-  message(FATAL_ERROR "${REPORT}: expected results for 2 models, got ${model_count}")
+if(NOT model_count EQUAL 4)
+  message(FATAL_ERROR "${REPORT}: expected results for 2 models x 2 formats, got ${model_count}")
 endif()
 math(EXPR last_model "${model_count} - 1")
 foreach(i RANGE ${last_model})

@@ -35,25 +35,25 @@ inline std::size_t linear_multiply_adds(const model::Linear& linear) {
 
 }  // namespace detail
 
-// Bytes of weights a one-token decode step reads in `stage`:
+// Bytes of weights a one-token decode step reads in `stage`, as stored (f32,
+// f16, or integer codes with their group scales):
 // - embedding: ONE row of the token table (a lookup, not a product), ONE row
-//   of the position table, and all of project_in;
-// - decoder layer: everything — every Linear weight and bias and both
-//   LayerNorms, since each output feature is a dot product over a full row;
-// - head: everything, including the whole [vocab × proj] tied lm_head matrix,
+//   of the position table, and all of project_in; counted as f32 whatever the
+//   format (an upper bound, under 0.1 % of a decode step's traffic);
+// - decoder layer: everything (Stage::weight_bytes) — every Linear weight and
+//   bias and both LayerNorms, since each output feature is a dot product over
+//   a full row;
+// - head: everything, including the whole [vocab × proj] lm_head matrix,
 //   because the logits of every vocabulary entry are needed to pick the next
-//   token. In a tied model this is the same memory as the embedding table, so
-//   the token row the embedding read is counted twice (a few KiB).
+//   token. In a tied f32 model this is the same memory as the embedding table,
+//   so the token row the embedding read is counted twice (a few KiB).
 inline std::size_t decode_weight_bytes(const model::Stage& stage) {
-  const std::size_t elements = std::visit(
-      detail::Overloaded{[](const model::Embedding& e) {
-                           return static_cast<std::size_t>(e.embed_tokens->cols() + e.embed_positions.cols()) +
-                                  (e.project_in ? e.project_in->parameter_count() : 0);
-                         },
-                         [](const model::DecoderLayer& layer) { return layer.parameter_count(); },
-                         [](const model::Head& head) { return head.parameter_count(); }},
-      stage.weights());
-  return elements * detail::scalar_bytes;
+  if (const auto* e = std::get_if<model::Embedding>(&stage.weights())) {
+    const auto elements = static_cast<std::size_t>(e->embed_tokens->cols() + e->embed_positions.cols()) +
+                          (e->project_in ? e->project_in->parameter_count() : 0);
+    return elements * detail::scalar_bytes;
+  }
+  return stage.weight_bytes();
 }
 
 inline DecodeWeightTraffic decode_weight_traffic(const model::OptModel& model) {
