@@ -71,23 +71,6 @@ std::optional<model::OptConfig> known_shape(const std::string& name) {
   return std::nullopt;
 }
 
-std::vector<quant::Format> parse_formats(std::string_view list, const std::string& what) {
-  std::vector<quant::Format> formats;
-  std::size_t begin = 0;
-  while (begin <= list.size()) {
-    const std::size_t end = std::min(list.find(',', begin), list.size());
-    const std::string_view name = list.substr(begin, end - begin);
-    if (name.empty()) dilemma::detail::fail("{}: \"{}\" has an empty format name", what, list);
-    const quant::Format format = quant::parse_format(std::string(name), what);
-    if (std::find(formats.begin(), formats.end(), format) != formats.end()) {
-      dilemma::detail::fail("{}: \"{}\" lists {} twice", what, list, name);
-    }
-    formats.push_back(format);
-    begin = end + 1;
-  }
-  return formats;
-}
-
 // "--option given N times: give it once, or once per --model (M)".
 template <typename T>
 const T& per_model(const std::vector<T>& values, std::size_t m, std::size_t models, const char* option) {
@@ -200,14 +183,14 @@ plan::Problem build_problem(const PlanOptions& options) {
     if (!options.weights.empty()) workload.weight = options.weights[m];
     problem.instance.workloads.push_back(std::move(workload));
   }
-  if (!options.formats.empty()) problem.options.formats = parse_formats(options.formats, "--formats");
+  if (!options.formats.empty()) problem.options.formats = quant::parse_format_set(options.formats, "--formats");
   for (const std::string& entry : options.server_formats) {
     const auto equals = entry.find('=');
     if (equals == std::string::npos || equals == 0) {
       dilemma::detail::fail("--server-formats: \"{}\" is not SERVER=FORMAT,... (e.g. gateway=int8,int4)", entry);
     }
     problem.options.server_formats[entry.substr(0, equals)] =
-        parse_formats(std::string_view(entry).substr(equals + 1), "--server-formats " + entry);
+        quant::parse_format_set(std::string_view(entry).substr(equals + 1), "--server-formats " + entry);
   }
   for (const std::string& pin : options.pins) problem.options.pins.push_back(parse_pin(pin));
   problem.options.max_servers = options.max_servers;

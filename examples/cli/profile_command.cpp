@@ -42,24 +42,8 @@ struct ProfileOptions {
   bool json = false;
 };
 
-std::vector<quant::Format> parse_format_list(const std::string& list) {
-  std::vector<quant::Format> formats;
-  std::size_t begin = 0;
-  for (;;) {
-    const std::size_t comma = std::min(list.find(',', begin), list.size());
-    const quant::Format format = quant::parse_format(list.substr(begin, comma - begin), "--formats");
-    if (std::ranges::find(formats, format) != formats.end()) {
-      dilemma::detail::fail("--formats: {} is listed twice", quant::format_name(format));
-    }
-    formats.push_back(format);
-    if (comma == list.size()) break;
-    begin = comma + 1;
-  }
-  return formats;
-}
-
 void run_profile(const ProfileOptions& options) {
-  const auto formats = parse_format_list(options.formats);
+  const auto formats = quant::parse_format_set(options.formats, "--formats");
   const auto method = calibration::parse_method(options.method, "--method");
   const bool with_text = !options.calibration.squad_file.empty();
   if (calibration::needs_inputs(method) && !with_text) {

@@ -43,6 +43,20 @@ inline plan::Problem tiny_opt_problem(const edge::Cluster& cluster, double accur
   return problem;
 }
 
+// The OPT-350m shape on its smart-city cluster (analytic costs, proxy errors,
+// 128 prompt + 32 new tokens), with a budget of `budget_share` of the
+// all-int4 error.
+inline plan::Problem opt_350m_city_problem(double budget_share) {
+  const edge::Cluster city = edge::Cluster::load(example_cluster("smart-city-opt350m"));
+  const model::OptConfig config = model::opt_350m_config();
+  const cost::ErrorTable errors = cost::proxy_error_table(config);
+  plan::Problem problem;
+  problem.instance.cluster = city;
+  problem.instance.workloads.push_back({cost::analytic_costs(config, city, {128, 32, 1}, errors, {}, "opt-350m"),
+                                        budget_share * whole_model_error(errors, quant::Format::int4), 1.0});
+  return problem;
+}
+
 // |a - b| relative to |b|: objectives of equal plans agree to rounding.
 inline double relative_difference(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
 

@@ -7,7 +7,6 @@
 #include "dilemma/plan/baselines.hpp"
 #include "dilemma/plan/brute_force.hpp"
 #include "dilemma/plan/solve.hpp"
-#include "dilemma/model/config.hpp"
 #include "plan_test_support.hpp"
 #include "random_instances.hpp"
 
@@ -113,13 +112,7 @@ TEST_CASE("the DP baseline refuses problems it cannot solve exactly") {
 }
 
 TEST_CASE("a solve stopped by the time limit returns the better of CBC's incumbent and the greedy plan") {
-  const edge::Cluster city = edge::Cluster::load(testing::example_cluster("smart-city-opt350m"));
-  const model::OptConfig config = model::opt_350m_config();
-  const cost::ErrorTable errors = cost::proxy_error_table(config);
-  plan::Problem problem;
-  problem.instance.cluster = city;
-  problem.instance.workloads.push_back({cost::analytic_costs(config, city, {128, 32, 1}, errors, {}, "opt-350m"),
-                                        0.3 * testing::whole_model_error(errors, Format::int4), 1.0});
+  const plan::Problem problem = testing::opt_350m_city_problem(0.3);
   ilp::SolverOptions hurried;
   hurried.time_limit_seconds = 1e-3;  // far too short to prove anything
   const plan::Plan plan = plan::solve(problem, hurried);

@@ -54,13 +54,7 @@ TEST_CASE("tiny-opt on the smart-city cluster must be split and quantized, and D
 }
 
 TEST_CASE("an OPT-350m-shaped model on its smart-city cluster must be split and quantized too") {
-  const edge::Cluster city = edge::Cluster::load(testing::example_cluster("smart-city-opt350m"));
-  const model::OptConfig config = model::opt_350m_config();
-  const cost::ErrorTable errors = cost::proxy_error_table(config);
-  plan::Problem problem;
-  problem.instance.cluster = city;
-  problem.instance.workloads.push_back({cost::analytic_costs(config, city, {128, 32, 1}, errors, {}, "opt-350m"),
-                                        0.05 * testing::whole_model_error(errors, Format::int4), 1.0});
+  const plan::Problem problem = testing::opt_350m_city_problem(0.05);
   const plan::Plan plan = plan::solve(problem);
   REQUIRE(plan.status == plan::Status::optimal);
   CHECK(servers_of(plan.assignments[0]).size() >= 2);

@@ -4,12 +4,14 @@
 // `group_size` consecutive weights of a row shares one float32 scale (and, for
 // asymmetric int4, one float32 offset), so a format's true size includes them.
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "dilemma/error.hpp"
 
@@ -40,6 +42,26 @@ inline std::optional<Format> try_parse_format(std::string_view name) {
 inline Format parse_format(std::string_view name, std::string_view what = "format") {
   if (auto format = try_parse_format(name)) return *format;
   dilemma::detail::fail("{}: unknown format \"{}\" (expected f32, f16, int8 or int4)", what, name);
+}
+
+// A comma-separated list of distinct formats, e.g. "f16,int8,int4": the
+// formats a stage or a server may use, or that a profile measures. `what`
+// names the option or field in the error.
+inline std::vector<Format> parse_format_set(std::string_view list, std::string_view what) {
+  std::vector<Format> formats;
+  std::size_t begin = 0;
+  while (begin <= list.size()) {
+    const std::size_t end = std::min(list.find(',', begin), list.size());
+    const std::string_view name = list.substr(begin, end - begin);
+    if (name.empty()) dilemma::detail::fail("{}: \"{}\" has an empty format name", what, list);
+    const Format format = parse_format(name, what);
+    if (std::find(formats.begin(), formats.end(), format) != formats.end()) {
+      dilemma::detail::fail("{}: {} is listed twice", what, name);
+    }
+    formats.push_back(format);
+    begin = end + 1;
+  }
+  return formats;
 }
 
 // How integer formats are laid out; float formats ignore it.
