@@ -19,6 +19,8 @@ packages=(
   libutf8proc-dev
   openmpi-bin
   libopenmpi-dev
+  clang
+  libclang-rt-14-dev
 )
 
 is_installed() {

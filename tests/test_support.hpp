@@ -27,6 +27,13 @@ inline constexpr int randomized_instances(int full) { return sanitized_build ? f
 // exercise is covered by the shorter tests. Use as `* doctest::skip(testing::cbc_search_heavy)`.
 inline constexpr bool cbc_search_heavy = sanitized_build;
 
+// Tests that run code the shorter tests already cover, only over much more
+// data (the reference loss of 64 SQuAD paragraphs, a calibration of
+// every stage of tiny-opt): tens of seconds each under the sanitizers, where they
+// would find nothing the shorter ones do not. The release suite runs them.
+// Use as `* doctest::skip(testing::long_run_of_covered_code)`.
+inline constexpr bool long_run_of_covered_code = sanitized_build;
+
 inline std::filesystem::path assets_dir() { return DILEMMA_ASSETS_DIR; }
 inline std::filesystem::path model_dir(const std::string& name) { return assets_dir() / "models" / name; }
 // The bundled tiny OPT model and SQuAD dev set, as command-line arguments.

@@ -64,7 +64,7 @@ TEST_CASE("logits writes a float32 .npy equal to the library's forward pass") {
   CHECK(std::equal(written.data.begin(), written.data.end(), logits.data()));
 }
 
-TEST_CASE("eval reproduces the reference SQuAD dev loss as JSON") {
+TEST_CASE("eval reproduces the reference SQuAD dev loss as JSON" * doctest::skip(testing::long_run_of_covered_code)) {
   const auto run = run_cli("eval --model " + tiny_opt() + " --squad " +
                            squad_dev() +
                            " --paragraphs 0:64 --max-tokens 128 --json");

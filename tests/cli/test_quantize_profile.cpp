@@ -98,7 +98,9 @@ TEST_CASE("profile writes every stage × format as the planner's cost::Profile r
   CHECK(profile.stage_names.front() == "embedding");
 
   double int8_total = 0.0, int4_total = 0.0;
-  for (const auto& [stage, formats] : json.at("stages").items()) {
+  for (const auto& item : json.at("stages").items()) {
+    const std::string stage = item.key();  // CAPTURE's lambda cannot capture a structured binding in Clang 14
+    const auto& formats = item.value();
     CAPTURE(stage);
     CHECK(formats.size() == 3);
     CHECK(formats.at("f32").at("weight_difference") == 0.0);

@@ -255,7 +255,8 @@ TEST_CASE("saving refuses stages that do not fit one checkpoint") {
 
 TEST_CASE("inconsistent quantized checkpoints are refused with the file, the tensor and what is wrong") {
   testing::ScratchDir dir;
-  const auto model = mixed_tiny_opt();
+  // doctest runs this body once per SUBCASE; quantizing once is enough.
+  static const auto model = mixed_tiny_opt();
   const auto source = dir / "source";
   model::save_quantized_checkpoint(source, model);
   const auto file = [](const std::filesystem::path& d) { return (d / "model.safetensors").string(); };

@@ -88,7 +88,8 @@ TEST_CASE("generation stops at EOS when asked to") {
   CHECK(result.tokens == prompt.greedy_new_ids);
 }
 
-TEST_CASE("SQuAD dev loss of paragraphs 0..63 matches the reference") {
+TEST_CASE("SQuAD dev loss of paragraphs 0..63 matches the reference" *
+          doctest::skip(testing::long_run_of_covered_code)) {
   const auto json = testing::reference_json("tiny-opt").at("dev_loss");
   const auto model = model::OptModel::load(testing::model_dir("tiny-opt"));
   const auto tokenizer = text::BpeTokenizer::load(testing::model_dir("tiny-opt"));

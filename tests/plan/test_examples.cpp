@@ -53,7 +53,8 @@ TEST_CASE("tiny-opt on the smart-city cluster must be split and quantized, and D
   CHECK(default_groups.objective() >= plan.objective());
 }
 
-TEST_CASE("an OPT-350m-shaped model on its smart-city cluster must be split and quantized too") {
+TEST_CASE("an OPT-350m-shaped model on its smart-city cluster must be split and quantized too" *
+          doctest::skip(testing::cbc_search_heavy)) {
   const plan::Problem problem = testing::opt_350m_city_problem(0.05);
   const plan::Plan plan = plan::solve(problem);
   REQUIRE(plan.status == plan::Status::optimal);

@@ -66,7 +66,8 @@ TEST_CASE("a budget below the least error any format mix reaches is reported bef
                                  "4.29752e-05 (every stage in its most accurate format that fits a server)"});
 }
 
-TEST_CASE("a budget that only the memory makes unreachable is found by the diagnosis after the solve") {
+TEST_CASE("a budget that only the memory makes unreachable is found by the diagnosis after the solve" *
+          doctest::skip(testing::cbc_search_heavy)) {
   const plan::Problem problem = testing::tiny_opt_problem(edge::Cluster::load(testing::example_cluster("smart-city")),
                                                           half_of_int8_everywhere(), groups_of_32);
   const std::vector<std::string> reasons = reasons_of(problem);
@@ -100,7 +101,7 @@ TEST_CASE("the user must reach the embedding's server and be reached from the he
             "link to the user node \"citizen-phone\""});
 }
 
-TEST_CASE("options that rule out every plan are named by the diagnosis") {
+TEST_CASE("options that rule out every plan are named by the diagnosis" * doctest::skip(testing::cbc_search_heavy)) {
   const edge::Cluster city = edge::Cluster::load(testing::example_cluster("smart-city"));
   plan::Problem problem = testing::tiny_opt_problem(city, no_budget, groups_of_32);
   problem.options.max_servers = 1;

@@ -38,7 +38,8 @@ const CalibrationOptions coarse{.gptq = {}, .clip = {.grid = {.steps = 5, .min_s
 
 }  // namespace
 
-TEST_CASE("sequential calibration of int4 tiny-opt beats round-to-nearest on held-out text") {
+TEST_CASE("sequential calibration of int4 tiny-opt beats round-to-nearest on held-out text" *
+          doctest::skip(testing::long_run_of_covered_code)) {
   const Fixture f;
   const auto calibration = f.sequences(100, 106, 64);
   const auto held_out = f.sequences(0, 6, 48);

@@ -61,7 +61,7 @@ TEST_CASE("messages round-trip through their encoding, header fields and payload
   CHECK(token.header.flags == flag_last_token);
 
   const Message error = decode(encode(make_text_message(MessageKind::error, 7, "node \"x\": broken")), "test");
-  CHECK(text(error) == "node \"x\": broken");
+  CHECK(payload_text(error) == "node \"x\": broken");
 }
 
 TEST_CASE("f16 on the wire halves the payload and reports its rounding error") {

@@ -50,7 +50,7 @@ class ScriptedEndpoint final : public Endpoint {
 std::vector<std::string> errors(const std::vector<Message>& sent) {
   std::vector<std::string> texts;
   for (const Message& m : sent) {
-    if (m.header.kind == MessageKind::error) texts.push_back(text(m));
+    if (m.header.kind == MessageKind::error) texts.push_back(payload_text(m));
   }
   return texts;
 }
@@ -92,7 +92,7 @@ TEST_CASE("a node runs its consecutive stages and sends the sampled token to the
   CHECK(f.endpoint.sent[1].header.flags == 0);
   CHECK(token_ids(f.endpoint.sent[0]) == token_ids(f.endpoint.sent[1]));
   CHECK(f.endpoint.sent[2].header.kind == MessageKind::report);
-  const NodeReport report = NodeReport::from_json(nlohmann::json::parse(text(f.endpoint.sent[2])));
+  const NodeReport report = NodeReport::from_json(nlohmann::json::parse(payload_text(f.endpoint.sent[2])));
   CHECK(report.server == "beta");
   REQUIRE(report.stages.size() == 2);
   for (const StageTiming& t : report.stages) {

@@ -129,7 +129,7 @@ class Client {
       if (!message || message->header.kind != MessageKind::report || !waiting.contains(message->header.from)) continue;
       waiting.erase(message->header.from);
       try {
-        reports.push_back(NodeReport::from_json(nlohmann::json::parse(text(*message))));
+        reports.push_back(NodeReport::from_json(nlohmann::json::parse(payload_text(*message))));
       } catch (const nlohmann::json::exception& e) {
         dilemma::detail::fail("{} sent a report that is not JSON: {}", deployment_.label(message->header.from),
                               e.what());
@@ -155,7 +155,7 @@ class Client {
     const MessageHeader& h = message.header;
     switch (h.kind) {
       case MessageKind::error:
-        dilemma::detail::fail("{}", text(message));
+        dilemma::detail::fail("{}", payload_text(message));
       case MessageKind::pong:
         return std::nullopt;  // a late answer to a ping
       case MessageKind::token:

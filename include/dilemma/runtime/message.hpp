@@ -355,7 +355,8 @@ inline model::Matrix activations(const Message& message) {
   return values;
 }
 
-inline std::string text(const Message& message) {
+// The payload of an error or report message, as the text it carries.
+inline std::string payload_text(const Message& message) {
   return {reinterpret_cast<const char*>(message.payload.data()), message.payload.size()};
 }
 
