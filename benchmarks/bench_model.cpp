@@ -54,6 +54,7 @@ struct Settings {
   std::string out = "-";
   std::vector<std::string> models{tiny_opt_name, opt_350m_name};
   std::vector<std::string> formats{"f32"};
+  std::string activations = "f32";  // int8: integer weights multiply int8-rounded activations (quant/activations.hpp)
   std::string tiny_opt_dir = build::tiny_opt_dir;
   std::size_t prompt_tokens = 128;
   std::size_t decode_tokens = 32;
@@ -68,6 +69,7 @@ struct Settings {
 struct ModelRun {
   std::string name;
   std::string format;
+  std::string activations;
   std::string source;
   model::OptConfig config;
   std::size_t parameter_count = 0;
@@ -110,6 +112,9 @@ std::vector<TokenId> token_ids(std::size_t count, std::int64_t vocab_size, std::
 ModelRun measure_model(std::string name, std::string format, std::string source, const model::OptModel& model,
                        double setup_seconds, const Settings& settings) {
   const auto& config = model.config();
+  model::RunContext context;
+  context.kernels.activations =
+      settings.activations == "int8" ? quant::ActivationPrecision::int8 : quant::ActivationPrecision::f32;
   std::mt19937_64 rng(settings.seed);
   const auto prompt = token_ids(settings.prompt_tokens, config.vocab_size, rng);
   const auto continuation = token_ids(settings.decode_tokens, config.vocab_size, rng);
@@ -120,14 +125,14 @@ ModelRun measure_model(std::string name, std::string format, std::string source,
   for (int repetition = 0; repetition < settings.warmup + settings.repetitions; ++repetition) {
     model::Session session = model.new_session();
     const auto prefill_start = Clock::now();
-    model.forward(prompt, session, model::Logits::last);
+    model.forward(prompt, session, model::Logits::last, context);
     const double prefill_seconds = seconds_since(prefill_start);
 
     double decode_seconds = 0;
     kv_bytes_read = 0;
     for (const TokenId& id : continuation) {
       const auto step_start = Clock::now();
-      model.forward(std::span(&id, 1), session, model::Logits::last);
+      model.forward(std::span(&id, 1), session, model::Logits::last, context);
       decode_seconds += seconds_since(step_start);
       kv_bytes_read += static_cast<double>(kv_cache_bytes(model, session));
     }
@@ -139,6 +144,7 @@ ModelRun measure_model(std::string name, std::string format, std::string source,
   ModelRun run;
   run.name = std::move(name);
   run.format = std::move(format);
+  run.activations = settings.activations;
   run.source = std::move(source);
   run.config = config;
   run.parameter_count = model.parameter_count();
@@ -207,6 +213,7 @@ nlohmann::json model_json(const ModelRun& run, const BandwidthReport& bandwidth,
   return {
       {"name", run.name},
       {"format", run.format},
+      {"activations", run.activations},
       {"source", run.source},
       {"config", run.config.to_json()},
       {"parameter_count", run.parameter_count},
@@ -251,6 +258,7 @@ nlohmann::json bandwidth_json(const BandwidthReport& bandwidth, const Settings& 
 nlohmann::json settings_json(const Settings& settings) {
   return {{"models", settings.models},
           {"formats", settings.formats},
+          {"activations", settings.activations},
           {"prompt_tokens", settings.prompt_tokens},
           {"decode_tokens", settings.decode_tokens},
           {"warmup", settings.warmup},
@@ -374,6 +382,10 @@ int main(int argc, char** argv) {
   app.add_option("--formats", settings.formats, "Formats to run every stage in, comma-separated")
       ->delimiter(',')
       ->check(CLI::IsMember({"f32", "f16", "int8", "int4"}))
+      ->capture_default_str();
+  app.add_option("--activations", settings.activations,
+                 "Activations of the integer formats' products: f32, or int8 (rounded per group, integer dot products)")
+      ->check(CLI::IsMember({"f32", "int8"}))
       ->capture_default_str();
   app.add_option("--tiny-opt-dir", settings.tiny_opt_dir, "The tiny-opt checkpoint directory")->capture_default_str();
   app.add_option("-P,--prompt-tokens", settings.prompt_tokens, "Prompt length of each prefill")
