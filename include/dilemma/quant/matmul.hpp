@@ -26,6 +26,7 @@
 #include "dilemma/model/matrix.hpp"
 #include "dilemma/parallel/thread_pool.hpp"
 #include "dilemma/quant/activations.hpp"
+#include "dilemma/quant/detail/int4_step_codes.hpp"
 #include "dilemma/quant/detail/kernels_avx2.hpp"
 #include "dilemma/quant/detail/kernels_avx512.hpp"
 #include "dilemma/quant/detail/kernels_scalar.hpp"
@@ -86,8 +87,26 @@ inline void gemv_rows(KernelIsa isa, const WeightView& w, const float* x, const 
   check_isa(isa);
 }
 
-inline void gemv_rows_int8_activations(KernelIsa isa, const WeightView& w, const QuantizedActivations& x, float* y,
-                                       Eigen::Index begin, Eigen::Index end) {
+// Whether the int8-activation product of `w` runs the AVX-512 VNNI int4
+// kernel, which takes the codes as lay_out_int4_step_codes arranges them.
+inline bool uses_int4_steps([[maybe_unused]] KernelIsa isa, [[maybe_unused]] const WeightView& w) {
+#if DILEMMA_QUANT_X86_KERNELS
+  return isa == KernelIsa::avx512 && cpu_has_avx512_vnni() && w.format == Format::int4 &&
+         int4_steps_fit(w.group_size);
+#else
+  return false;
+#endif
+}
+
+// `steps`: the codes laid out when uses_int4_steps(isa, w), unused otherwise.
+inline void gemv_rows_int8_activations(KernelIsa isa, const WeightView& w, const QuantizedActivations& x,
+                                       const Int4StepCodes& steps, float* y, Eigen::Index begin, Eigen::Index end) {
+#if DILEMMA_QUANT_X86_KERNELS
+  if (uses_int4_steps(isa, w)) {
+    avx512::gemv_rows_int4_steps(w, x, steps, y, begin, end);
+    return;
+  }
+#endif
   switch (isa) {
 #if DILEMMA_QUANT_X86_KERNELS
     case KernelIsa::avx512:
@@ -175,9 +194,11 @@ inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<f
   const unsigned threads = context.pool == nullptr ? 1 : context.pool->size();
   if (context.activations == ActivationPrecision::int8 && is_integer_format(w.format())) {
     const QuantizedActivations codes = quantize_activations(x, view.group_size);
+    const detail::Int4StepCodes steps =
+        detail::uses_int4_steps(context.isa, view) ? detail::lay_out_int4_step_codes(codes) : detail::Int4StepCodes{};
     detail::for_row_chunks(context.pool, w.rows(), detail::gemv_chunk_rows(w.rows(), threads),
                            [&](Eigen::Index begin, Eigen::Index end) {
-                             detail::gemv_rows_int8_activations(context.isa, view, codes, y.data(), begin, end);
+                             detail::gemv_rows_int8_activations(context.isa, view, codes, steps, y.data(), begin, end);
                            });
     return;
   }

@@ -15,11 +15,11 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <vector>
 
 #include <Eigen/Core>
 
 #include "dilemma/quant/activations.hpp"
+#include "dilemma/quant/detail/int4_step_codes.hpp"
 #include "dilemma/quant/detail/kernels_avx2.hpp"
 #include "dilemma/quant/detail/weight_view.hpp"
 
@@ -277,57 +277,10 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int8_activations(const WeightV
 // int4 block over a register in column order. This one leaves the weights as
 // stored: 64 bytes of a row (four blocks, 128 columns) are one load, their low
 // nibbles one mask and their high nibbles a shift and a mask, and two vpdpbusd
-// multiply them with activation codes that were laid out once per product in
-// the same order (Int4StepCodes). int32 lane l then sums block l/4's columns,
-// so lane l takes the scale of that block's group: a step spans 128/G whole
+// multiply them with activation codes laid out once per product in the same
+// order (int4_step_codes.hpp). int32 lane l then sums block l/4's columns, so
+// lane l takes the scale of that block's group: a step spans 128/G whole
 // groups (G = 32 or 64), or lies inside one group (G a multiple of 128).
-
-inline constexpr Eigen::Index int4_step = 128;
-
-inline bool int4_steps_fit(Eigen::Index group_size) {
-  return int4_step % group_size == 0 || group_size % int4_step == 0;
-}
-
-// The activation codes of one product in the order of the steps' registers.
-struct Int4StepCodes {
-  Eigen::Index steps = 0;
-  std::vector<std::int8_t> low;    // 64 per step: code of the column under each byte's low nibble
-  std::vector<std::int8_t> high;   // 64 per step: ... under its high nibble
-  std::vector<std::int32_t> bias;  // 16 per step: −8 · Σ codes of the lane (symmetric int4 stores u = q + 8)
-  std::vector<float> scale;        // 16 per step: the activation scale s_g of the lane's group
-  std::vector<float> scaled_sum;   // 16 per step: s_g · Σ codes of the lane (for asymmetric offsets)
-  std::vector<Eigen::Index> first_group;  // per step: the group of its first column
-};
-
-inline Int4StepCodes lay_out_int4_step_codes(const WeightView& w, const QuantizedActivations& x) {
-  Int4StepCodes codes;
-  codes.steps = w.cols / int4_step;
-  const auto steps = static_cast<std::size_t>(codes.steps);
-  codes.low.resize(64 * steps);
-  codes.high.resize(64 * steps);
-  codes.bias.resize(16 * steps);
-  codes.scale.resize(16 * steps);
-  codes.scaled_sum.resize(16 * steps);
-  codes.first_group.resize(steps);
-  for (std::size_t s = 0; s < steps; ++s) {
-    codes.first_group[s] = static_cast<Eigen::Index>(s) * int4_step / w.group_size;
-    for (std::size_t j = 0; j < 64; ++j) {
-      // Byte j of the step is byte j % 16 of block j / 16: columns j % 16 and 16 + j % 16 of that block.
-      const std::size_t column = s * int4_step + 32 * (j / 16) + j % 16;
-      codes.low[64 * s + j] = x.codes[column];
-      codes.high[64 * s + j] = x.codes[column + 16];
-    }
-    for (std::size_t lane = 0; lane < 16; ++lane) {
-      std::int32_t sum = 0;
-      for (std::size_t k = 4 * lane; k < 4 * lane + 4; ++k) sum += codes.low[64 * s + k] + codes.high[64 * s + k];
-      const std::size_t group = (s * int4_step + 32 * (lane / 4)) / static_cast<std::size_t>(w.group_size);
-      codes.bias[16 * s + lane] = -8 * sum;
-      codes.scale[16 * s + lane] = x.scales[group];
-      codes.scaled_sum[16 * s + lane] = x.scales[group] * static_cast<float>(sum);
-    }
-  }
-  return codes;
-}
 
 // y[r] for r in [r0, r0 + Rows): the steps here, the groups after the last
 // whole step (G = 32 or 64 only) by the kernel above.
@@ -396,18 +349,25 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_rows_int8_activations(const We
       gemv_int8_activations<Format::int8, rows_at_once>(w, x, y, r, ahead);
     }
     for (; r < end; ++r) gemv_int8_activations<Format::int8, 1>(w, x, y, r, ahead);
-  } else if (int4_steps_fit(w.group_size)) {
-    const Int4StepCodes codes = lay_out_int4_step_codes(w, x);
-    // Eight rows: 31 GB/s from L3 on Zen 4 against 29 GB/s with four (docs/performance.md).
-    for (; r + 8 <= end; r += 8) gemv_int4_steps<8>(w, x, codes, y, r, ahead);
-    for (; r + 4 <= end; r += 4) gemv_int4_steps<4>(w, x, codes, y, r, ahead);
-    for (; r < end; ++r) gemv_int4_steps<1>(w, x, codes, y, r, ahead);
   } else {
     for (; r + rows_at_once <= end; r += rows_at_once) {
       gemv_int8_activations<Format::int4, rows_at_once>(w, x, y, r, ahead);
     }
     for (; r < end; ++r) gemv_int8_activations<Format::int4, 1>(w, x, y, r, ahead);
   }
+}
+
+// The same for int4 weights whose group size int4_steps_fit, on codes laid
+// out by lay_out_int4_step_codes.
+DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_rows_int4_steps(const WeightView& w, const QuantizedActivations& x,
+                                                                  const Int4StepCodes& codes, float* y,
+                                                                  Eigen::Index begin, Eigen::Index end) {
+  const Eigen::Index ahead = w.prefetch_rows_ahead();
+  Eigen::Index r = begin;
+  // Eight rows: 31 GB/s from L3 on Zen 4 against 29 GB/s with four.
+  for (; r + 8 <= end; r += 8) gemv_int4_steps<8>(w, x, codes, y, r, ahead);
+  for (; r + 4 <= end; r += 4) gemv_int4_steps<4>(w, x, codes, y, r, ahead);
+  for (; r < end; ++r) gemv_int4_steps<1>(w, x, codes, y, r, ahead);
 }
 
 }  // namespace dilemma::quant::detail::avx512
