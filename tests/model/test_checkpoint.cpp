@@ -9,6 +9,7 @@
 #include "dilemma/io/safetensors.hpp"
 #include "dilemma/model/checkpoint.hpp"
 #include "dilemma/model/opt_model.hpp"
+#include "checkpoint_editing.hpp"
 #include "reference_data.hpp"
 
 using namespace dilemma;
@@ -17,40 +18,20 @@ namespace {
 
 // A copy of a bundled model directory whose tensors went through `edit`
 // (rename, drop, reshape, …) before being written back.
-struct EditedTensor {
-  std::string name;
-  io::DType dtype;
-  std::vector<std::int64_t> shape;
-  std::vector<std::byte> data;
-};
-
 std::filesystem::path edited_copy(const testing::ScratchDir& dir, const std::string& model,
-                                  const std::function<void(std::vector<EditedTensor>&)>& edit) {
+                                  const std::function<void(std::vector<testing::EditableTensor>&)>& edit) {
   const auto source = testing::model_dir(model);
   const auto target = dir.path() / model;
   std::filesystem::create_directories(target);
   std::filesystem::copy_file(source / "config.json", target / "config.json");
   const auto file = io::SafetensorsFile::open(source / "model.safetensors");
-  std::vector<EditedTensor> tensors;
-  for (const auto& name : file.tensor_names()) {
-    const auto view = file.tensor(name);
-    tensors.push_back({name, view.dtype, {view.shape.begin(), view.shape.end()}, {view.data.begin(), view.data.end()}});
-  }
+  std::vector<testing::EditableTensor> tensors = testing::read_tensors(file);
   edit(tensors);
-  std::vector<io::TensorToWrite> out;
-  for (const auto& t : tensors) out.push_back({t.name, t.dtype, t.shape, t.data});
-  io::write_safetensors(target / "model.safetensors", out, file.metadata());
+  testing::write_tensors(target / "model.safetensors", tensors, file.metadata());
   return target;
 }
 
-std::string load_error(const std::filesystem::path& dir) {
-  try {
-    model::OptCheckpoint::open(dir);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using testing::open_error;
 
 }  // namespace
 
@@ -104,7 +85,7 @@ TEST_CASE("tensors that disagree with config.json are named in the error") {
     const auto path = edited_copy(dir, "tiny-opt-preln", [](auto& tensors) {
       std::erase_if(tensors, [](const auto& t) { return t.name == "model.decoder.layers.1.fc2.bias"; });
     });
-    CHECK(load_error(path) == path.string() +
+    CHECK(open_error(path) == path.string() +
                                   ": tensor \"model.decoder.layers.1.fc2.bias\" is missing (config.json describes 2 "
                                   "layers, hidden_size 64)");
   }
@@ -114,7 +95,7 @@ TEST_CASE("tensors that disagree with config.json are named in the error") {
       extra.name = "model.decoder.layers.2.fc1.bias";
       tensors.push_back(extra);
     });
-    CHECK(load_error(path) == (path / "model.safetensors").string() +
+    CHECK(open_error(path) == (path / "model.safetensors").string() +
                                   ": unexpected tensor \"model.decoder.layers.2.fc1.bias\": not part of an OPT "
                                   "model with this config.json");
   }
@@ -124,7 +105,7 @@ TEST_CASE("tensors that disagree with config.json are named in the error") {
         if (t.name == "model.decoder.layers.0.fc1.weight") t.shape = {64, 256};  // transposed
       }
     });
-    CHECK(load_error(path) == (path / "model.safetensors").string() +
+    CHECK(open_error(path) == (path / "model.safetensors").string() +
                                   ": tensor \"model.decoder.layers.0.fc1.weight\" has shape [64, 256], but "
                                   "config.json implies [256, 64]");
   }
@@ -134,7 +115,7 @@ TEST_CASE("tensors that disagree with config.json are named in the error") {
         if (t.name == "model.decoder.final_layer_norm.bias") t.dtype = io::DType::i32;
       }
     });
-    CHECK(load_error(path) == (path / "model.safetensors").string() +
+    CHECK(open_error(path) == (path / "model.safetensors").string() +
                                   ": tensor \"model.decoder.final_layer_norm.bias\" has dtype I32, expected a "
                                   "floating-point dtype (F32, F16 or BF16)");
   }
@@ -142,7 +123,7 @@ TEST_CASE("tensors that disagree with config.json are named in the error") {
     const auto path = edited_copy(dir, "tiny-opt-preln", [](auto& tensors) {
       for (auto& t : tensors) t.name = "transformer." + t.name;
     });
-    CHECK(load_error(path) == path.string() +
+    CHECK(open_error(path) == path.string() +
                                   ": no token embedding found: expected a tensor \"model.decoder.embed_tokens.weight\" "
                                   "(transformers) or \"decoder.embed_tokens.weight\" (original OPT checkpoints)");
   }
@@ -151,12 +132,12 @@ TEST_CASE("tensors that disagree with config.json are named in the error") {
     auto config = nlohmann::json::parse(testing::read_file(path / "config.json"));
     config["num_hidden_layers"] = 3;
     testing::write_file(path / "config.json", config.dump());
-    CHECK(load_error(path) == path.string() +
+    CHECK(open_error(path) == path.string() +
                                   ": tensor \"model.decoder.layers.2.self_attn.q_proj.weight\" is missing (config.json "
                                   "describes 3 layers, hidden_size 64)");
   }
   SUBCASE("not a directory") {
-    CHECK(load_error(dir / "nowhere") ==
+    CHECK(open_error(dir / "nowhere") ==
           (dir / "nowhere").string() + ": not a model directory (expected config.json and model.safetensors in it)");
   }
 }

@@ -6,6 +6,8 @@
 
 #include <cstring>
 #include <functional>
+#include <map>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +15,7 @@
 #include "dilemma/model/checkpoint.hpp"
 #include "dilemma/model/opt_model.hpp"
 #include "dilemma/model/quantized_checkpoint.hpp"
+#include "checkpoint_editing.hpp"
 #include "reference_data.hpp"
 
 using namespace dilemma;
@@ -38,47 +41,29 @@ model::Matrix all_logits(const model::OptModel& model, std::span<const TokenId> 
   return model.forward(ids, session, model::Logits::all);
 }
 
-struct Tensor {
-  std::string name;
-  io::DType dtype;
-  std::vector<std::int64_t> shape;
-  std::vector<std::byte> data;
-};
+using testing::open_error;
+using Tensor = testing::EditableTensor;
+
+// dir/model.safetensors's tensors and metadata, as read before the file is rewritten.
+std::pair<std::vector<Tensor>, std::map<std::string, std::string>> read_checkpoint(const std::filesystem::path& dir) {
+  const auto file = io::SafetensorsFile::open(dir / "model.safetensors");
+  return {testing::read_tensors(file), file.metadata()};
+}
 
 // Rewrites dir/model.safetensors after `edit` changed its tensors or metadata.
 void edit_checkpoint(const std::filesystem::path& dir,
                      const std::function<void(std::vector<Tensor>&, nlohmann::json& quantization)>& edit) {
-  std::vector<Tensor> tensors;
-  std::map<std::string, std::string> metadata;
-  {
-    const auto file = io::SafetensorsFile::open(dir / "model.safetensors");
-    for (const auto& name : file.tensor_names()) {
-      const auto view = file.tensor(name);
-      tensors.push_back({name, view.dtype, {view.shape.begin(), view.shape.end()}, {view.data.begin(), view.data.end()}});
-    }
-    metadata = file.metadata();
-  }
+  auto [tensors, metadata] = read_checkpoint(dir);
   auto quantization = nlohmann::json::parse(metadata.at("dilemma.quantization"));
   edit(tensors, quantization);
   metadata["dilemma.quantization"] = quantization.dump();
-  std::vector<io::TensorToWrite> out;
-  for (const auto& t : tensors) out.push_back({t.name, t.dtype, t.shape, t.data});
-  io::write_safetensors(dir / "model.safetensors", out, metadata);
+  testing::write_tensors(dir / "model.safetensors", tensors, metadata);
 }
 
 Tensor& find(std::vector<Tensor>& tensors, const std::string& name) {
   const auto it = std::ranges::find(tensors, name, &Tensor::name);
   REQUIRE(it != tensors.end());
   return *it;
-}
-
-std::string open_error(const std::filesystem::path& dir) {
-  try {
-    model::OptCheckpoint::open(dir);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 std::string model_load_error(const std::filesystem::path& dir) {
@@ -414,20 +399,9 @@ TEST_CASE("metadata that is not JSON at all") {
   testing::ScratchDir dir;
   const auto model = mixed_tiny_opt();
   model::save_quantized_checkpoint(dir.path(), model);
-  std::vector<Tensor> tensors;
-  std::map<std::string, std::string> metadata;
-  {
-    const auto file = io::SafetensorsFile::open(dir / "model.safetensors");
-    for (const auto& name : file.tensor_names()) {
-      const auto view = file.tensor(name);
-      tensors.push_back({name, view.dtype, {view.shape.begin(), view.shape.end()}, {view.data.begin(), view.data.end()}});
-    }
-    metadata = file.metadata();
-  }
+  auto [tensors, metadata] = read_checkpoint(dir.path());
   metadata["dilemma.quantization"] = "{\"version\": ";
-  std::vector<io::TensorToWrite> out;
-  for (const auto& t : tensors) out.push_back({t.name, t.dtype, t.shape, t.data});
-  io::write_safetensors(dir / "model.safetensors", out, metadata);
+  testing::write_tensors(dir / "model.safetensors", tensors, metadata);
   CHECK(open_error(dir.path()).starts_with((dir / "model.safetensors").string() +
                                            ": __metadata__ \"dilemma.quantization\" is not valid JSON: "));
 }
