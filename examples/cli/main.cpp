@@ -4,6 +4,10 @@
 
 #include <cstdio>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <fmt/format.h>
 
 #include "commands.hpp"
@@ -11,6 +15,17 @@
 #include "dilemma/version.hpp"
 
 int main(int argc, char** argv) {
+#if defined(__GLIBC__)
+  // One malloc arena for every thread. The runtime's nodes are threads (all
+  // of them on the emulated cluster, one per rank under MPI), and with
+  // glibc's per-thread arenas a node's stages met fresh pages again in every
+  // request: in a tiny-opt run, the first stage of one node and the last of
+  // another took 1.5–2× their profiled prefill time, request after request,
+  // warm-up or not; with one arena they match it (docs/runtime.md). The
+  // nodes rarely allocate at the same moment, so the shared arena's lock
+  // costs nothing measurable.
+  mallopt(M_ARENA_MAX, 1);
+#endif
   CLI::App app{"dilemma: plan and run OPT language models across small edge servers", "dilemma"};
   app.set_version_flag("--version", dilemma::version_string);
   app.require_subcommand(1);

@@ -99,6 +99,7 @@ void run_run(const RunCommandOptions& options, char** argv) {
   run.timeout_seconds = o.timeout;
   run.emulate_speed = !options.no_emulate_speed;
   run.emulate_links = !options.no_emulate_links;
+  run.warm_up = !o.no_warm_up;
   if (!o.fault.empty()) run.faults.push_back(runtime::parse_fault(o.fault, "--inject-fault"));
   // Stream the text of a lone request as it is generated.
   const bool stream = !o.json && prompts.size() == 1;

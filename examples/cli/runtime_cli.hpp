@@ -34,6 +34,7 @@ struct RuntimeCliOptions {
   bool int4_asymmetric = false;
   double timeout = 10.0;
   std::string fault;
+  bool no_warm_up = false;
   bool json = false;
 };
 
@@ -69,7 +70,10 @@ inline void add_runtime_options(CLI::App& command, RuntimeCliOptions& options) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   command.add_option("--inject-fault", options.fault,
-                     "Testing: SERVER:MESSAGES:die|hang|corrupt strikes SERVER after it sent MESSAGES messages");
+                     "Testing: SERVER:MESSAGES:die|hang|corrupt strikes SERVER after it sent MESSAGES messages "
+                     "(of the measured requests)");
+  command.add_flag("--no-warm-up", options.no_warm_up,
+                   "Measure from the first request (by default the first prompt runs once, unmeasured, before)");
   command.add_flag("--json", options.json, "Print the report as JSON");
 }
 

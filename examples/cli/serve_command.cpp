@@ -153,11 +153,8 @@ int serve(const ServeOptions& options) {
                                                               [] { std::_Exit(137); });
   }
   std::atomic<bool> node_done = false;
-  std::atomic<bool> node_ready = false;
   std::thread node_thread([&] {
     try {
-      node.warm_up();
-      node_ready = true;
       node.serve(*node_endpoint, true);
     } catch (const runtime::EndpointClosed&) {
     } catch (const std::exception& e) {
@@ -166,8 +163,6 @@ int serve(const ServeOptions& options) {
     node_done = true;
   });
 
-  // The first request starts when every rank's node is warm (Node::warm_up).
-  while (!node_ready && !node_done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   MPI_Barrier(MPI_COMM_WORLD);
   std::atomic<bool> client_done = rank != 0;
   std::exception_ptr failure;
@@ -192,6 +187,7 @@ int serve(const ServeOptions& options) {
       }
       runtime::Client client(*deployment, *user_endpoint, client_options);
       try {
+        if (!o.no_warm_up) client.warm_up(prompts.front());
         results = client.run(prompts);
       } catch (...) {
         failure = std::current_exception();

@@ -69,6 +69,37 @@ TEST_CASE("a plan split over three nodes generates the single-process model's gr
   CHECK(report.table().find("time to first token") != std::string::npos);
 }
 
+TEST_CASE("the warm-up request runs through every node but is left out of the measurements") {
+  auto formats = testing::all_f32();
+  formats[8] = formats[9] = Format::int8;  // gamma runs integer formats only
+  const auto plan = testing::hand_plan(testing::test_cluster(), testing::split3, formats);
+  const auto prompt = testing::test_prompt();
+  std::map<bool, RunReport> reports;
+  for (const bool warm_up : {false, true}) {
+    auto options = testing::quick_options(4);
+    options.warm_up = warm_up;
+    std::size_t streamed = 0;
+    options.on_token = [&](std::size_t, TokenId) { ++streamed; };
+    reports.emplace(warm_up, run_plan(testing::tiny_opt(), plan, {prompt}, options));
+    CHECK(streamed == 4);  // the warm-up's tokens are not streamed
+  }
+  const RunReport& cold = reports.at(false);
+  const RunReport& warm = reports.at(true);
+  CHECK(warm.requests.size() == 1);
+  CHECK(warm.requests[0].tokens == cold.requests[0].tokens);
+  for (std::size_t s = 0; s < warm.stages.size(); ++s) {
+    CHECK(warm.stages[s].prefill_calls == 1);
+    CHECK(warm.stages[s].decode_calls == cold.stages[s].decode_calls);
+  }
+  REQUIRE(warm.links.size() == cold.links.size());
+  for (std::size_t l = 0; l < warm.links.size(); ++l) {
+    CHECK(warm.links[l].messages == cold.links[l].messages);
+    CHECK(warm.links[l].bytes.measured == cold.links[l].bytes.measured);
+  }
+  CHECK(is_warm_up(warm_up_request_bit + 1));
+  CHECK_FALSE(is_warm_up(1));
+}
+
 TEST_CASE("mixed formats on non-contiguous placements match the single-process model with the same formats") {
   const std::vector<std::string> servers = {"alpha", "beta", "beta", "alpha", "gamma",
                                             "gamma", "alpha", "beta", "gamma", "alpha"};

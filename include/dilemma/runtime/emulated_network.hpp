@@ -66,7 +66,9 @@ class EmulatedNetwork {
     return result;
   }
 
-  void deliver(Address from, Address to, std::vector<std::byte> bytes, bool control) {
+  // `measured` false (a warm-up request's message) leaves the link's
+  // measurement alone; the message still takes its time on the link.
+  void deliver(Address from, Address to, std::vector<std::byte> bytes, bool control, bool measured) {
     if (to >= mailboxes_.size()) {
       dilemma::detail::fail("{}: cannot send to address {}: the run has addresses 0 .. {}", deployment_.label(from), to,
                             mailboxes_.size() - 1);
@@ -93,10 +95,12 @@ class EmulatedNetwork {
       arrival = state.busy_until + seconds(link->latency);
       state.measured.from = a;
       state.measured.to = b;
-      state.measured.messages += 1;
-      state.measured.bytes += size;
-      state.measured.busy_seconds += busy;
-      state.measured.transfer_seconds += std::chrono::duration<double>(arrival - now).count();
+      if (measured) {
+        state.measured.messages += 1;
+        state.measured.bytes += size;
+        state.measured.busy_seconds += busy;
+        state.measured.transfer_seconds += std::chrono::duration<double>(arrival - now).count();
+      }
     }
     mailboxes_[to]->post(std::move(bytes), arrival);
   }
@@ -135,7 +139,7 @@ class EmulatedEndpoint final : public Endpoint {
     message.header.from = address_;
     message.header.to = to;
     const bool control = is_control(message.header.kind);
-    network_.deliver(address_, to, encode(message), control);
+    network_.deliver(address_, to, encode(message), control, !is_warm_up(message.header.request));
   }
 
   std::optional<Message> receive(Clock::duration timeout) override {

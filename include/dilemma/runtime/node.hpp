@@ -141,28 +141,6 @@ class Node {
 
   Address address() const { return self_; }
 
-  // Runs every stage once on a dummy prompt and one decode step, unmeasured.
-  // Call it in the thread that will serve: the first call of a stage in a
-  // thread pays first-touch costs (allocations, page faults, cold caches)
-  // several times a steady call's time, which a long-lived server pays once,
-  // not per request, and which the plan's profiled times leave out.
-  void warm_up() const {
-    const Eigen::Index prompt = deployment_.shape.prompt_tokens;
-    for (const model::Stage& stage : stages_) {
-      model::StageState state;
-      const bool head = stage.index() + 1 == deployment_.stage_count();
-      for (const Eigen::Index rows : {head ? Eigen::Index{1} : prompt, Eigen::Index{1}}) {
-        model::StageInput input;
-        if (stage.kind() == model::StageKind::embedding) {
-          const auto bos = static_cast<TokenId>(deployment_.config.bos_token_id);
-          input = std::vector<TokenId>(static_cast<std::size_t>(rows), bos);
-        } else {
-          input = model::Matrix::Zero(rows, stage.input_width());
-        }
-        stage.run(input, state, options_.context);
-      }
-    }
-  }
   const NodeReport& report() const { return report_; }
   std::size_t requests_held() const { return requests_.size(); }
 
@@ -191,7 +169,7 @@ class Node {
         requests_.erase(h.request);
         send(endpoint, deployment_.user(),
              make_text_message(MessageKind::error, h.request,
-                               fmt::format("{}: request {}: {}", label_, h.request, e.what())));
+                               fmt::format("{}: {}: {}", label_, request_name(h.request), e.what())));
       }
     }
   }
@@ -204,9 +182,11 @@ class Node {
   };
 
   void send(Endpoint& endpoint, Address to, Message message) {
-    Traffic& traffic = report_.sent[to];
-    traffic.messages += 1;
-    traffic.bytes += static_cast<double>(encoded_size(message));
+    if (!is_warm_up(message.header.request)) {
+      Traffic& traffic = report_.sent[to];
+      traffic.messages += 1;
+      traffic.bytes += static_cast<double>(encoded_size(message));
+    }
     endpoint.send(to, std::move(message));
   }
 
@@ -296,7 +276,7 @@ class Node {
       model::Matrix output = stages_[position].run(input, state.states[position], options_.context);
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
       state.steps[position] += 1;
-      record(position, prefill, seconds);
+      if (!is_warm_up(request)) record(position, prefill, seconds);
       computed += seconds;
       if (stage == last) {
         stretch(computed);
@@ -315,9 +295,11 @@ class Node {
         Message message = make_activations_message(
             prefill ? MessageKind::prefill_activations : MessageKind::decode_activation, request,
             static_cast<std::uint32_t>(next), sequence, output, options_.wire, &error);
-        report_.activation_messages += 1;
-        report_.wire_error.max_abs = std::max(report_.wire_error.max_abs, error.max_abs);
-        report_.wire_error.relative_rms = std::max(report_.wire_error.relative_rms, error.relative_rms);
+        if (!is_warm_up(request)) {
+          report_.activation_messages += 1;
+          report_.wire_error.max_abs = std::max(report_.wire_error.max_abs, error.max_abs);
+          report_.wire_error.relative_rms = std::max(report_.wire_error.relative_rms, error.relative_rms);
+        }
         send(endpoint, deployment_.node_of_stage(next), std::move(message));
         return;
       }

@@ -48,6 +48,7 @@ struct RunOptions {
   double timeout_seconds = 10.0;         // silence after which the nodes are pinged, and the ping's deadline
   bool emulate_speed = true;             // stretch compute by each server's speed_factor
   bool emulate_links = true;             // delay messages by each link's latency and bandwidth
+  bool warm_up = true;                   // run the first prompt once, unmeasured, before the measured requests
   std::vector<Fault> faults;             // injected, to test failure handling
   std::function<void(std::size_t request, TokenId token)> on_token;
 };
@@ -113,16 +114,10 @@ inline RunReport run_plan(const std::filesystem::path& model_dir, const plan::Pl
       }
     }
   } joiner{network, threads};
-  std::vector<std::unique_ptr<std::atomic<bool>>> ready;
-  for (std::size_t i = 0; i < addresses.size(); ++i) {
-    stopped.push_back(std::make_unique<std::atomic<bool>>(false));
-    ready.push_back(std::make_unique<std::atomic<bool>>(false));
-  }
+  for (std::size_t i = 0; i < addresses.size(); ++i) stopped.push_back(std::make_unique<std::atomic<bool>>(false));
   for (std::size_t i = 0; i < addresses.size(); ++i) {
     threads.emplace_back([&, i] {
       try {
-        nodes[i]->warm_up();
-        ready[i]->store(true);
         nodes[i]->serve(*endpoints[i], false);
       } catch (const EndpointClosed&) {
         // stopped from outside: a fault, or the run ended without it
@@ -133,17 +128,13 @@ inline RunReport run_plan(const std::filesystem::path& model_dir, const plan::Pl
     });
   }
 
-  // The first request starts when every node is warm (Node::warm_up).
-  while (!std::all_of(ready.begin(), ready.end(), [](const auto& flag) { return flag->load(); }) &&
-         !std::any_of(stopped.begin(), stopped.end(), [](const auto& flag) { return flag->load(); })) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
   auto user = network.endpoint(deployment.user());
   Client client(deployment, *user,
                 ClientOptions{options.timeout_seconds, options.requests_in_flight, options.on_token});
   std::vector<RequestResult> results;
   std::exception_ptr failure;
   try {
+    if (options.warm_up) client.warm_up(prompts.front());
     results = client.run(prompts);
   } catch (...) {
     failure = std::current_exception();
