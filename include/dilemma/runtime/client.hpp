@@ -195,7 +195,7 @@ class Client {
                             request_name(h.request), h.sequence, result.tokens.size());
     }
     const TokenId token = token_ids(message).front();
-    const auto now = Clock::now();
+    const auto now = message.arrived != Clock::time_point{} ? message.arrived : Clock::now();
     if (result.tokens.empty()) result.first = now;
     result.last = now;
     result.tokens.push_back(token);

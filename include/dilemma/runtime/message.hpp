@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <bit>
 #include <cmath>
 #include <cstddef>
@@ -116,6 +117,11 @@ struct MessageHeader {
 struct Message {
   MessageHeader header;
   std::vector<std::byte> payload;
+  // When the message reached its receiver: set by the receiving endpoint
+  // (the emulated network's delivery time, or the moment MPI handed it
+  // over), not sent. On the emulated cluster a receiver's thread may get the
+  // CPU only later; what a user measures is the arrival.
+  std::chrono::steady_clock::time_point arrived{};
 };
 
 inline constexpr std::array<char, 4> message_magic = {'D', 'L', 'M', 'A'};

@@ -156,9 +156,11 @@ class MpiEndpoint final : public Endpoint {
     router_.post(address_, to, encode(message));
   }
   std::optional<Message> receive(Clock::duration timeout) override {
-    auto bytes = router_.mailbox(address_).take(Clock::now() + timeout);
-    if (!bytes) return std::nullopt;
-    return decode(*bytes, label_);
+    auto delivery = router_.mailbox(address_).take(Clock::now() + timeout);
+    if (!delivery) return std::nullopt;
+    Message message = decode(delivery->bytes, label_);
+    message.arrived = delivery->at;
+    return message;
   }
 
  private:

@@ -257,7 +257,7 @@ class Node {
                 std::uint32_t sequence, model::StageInput input) {
     using dilemma::detail::fail;
     const std::size_t last = deployment_.stage_count() - 1;
-    const bool prefill = sequence == 0;
+    bool prefill = sequence == 0;
     double computed = 0.0;
     while (true) {
       const auto position = static_cast<std::size_t>(local_[stage]);
@@ -280,8 +280,16 @@ class Node {
       computed += seconds;
       if (stage == last) {
         stretch(computed);
-        emit_token(endpoint, request, state, sequence, output);
-        return;
+        const std::optional<TokenId> token = emit_token(endpoint, request, state, sequence, output);
+        if (!token) return;
+        // The embedding runs here too: the next step starts at once, as a
+        // server would, instead of through a message to itself.
+        input = std::vector<TokenId>{*token};
+        stage = 0;
+        sequence += 1;
+        prefill = false;
+        computed = 0.0;
+        continue;
       }
       const std::size_t next = stage + 1;
       if (local_[next] < 0) {
@@ -312,8 +320,11 @@ class Node {
     }
   }
 
-  void emit_token(Endpoint& endpoint, std::uint64_t request, RequestState& state, std::uint32_t sequence,
-                  const model::Matrix& logits) {
+  // Samples the next token and sends it to the user and, unless it is the
+  // last, to the embedding's node; returns it instead when that node is this
+  // one and the step is to be continued here.
+  std::optional<TokenId> emit_token(Endpoint& endpoint, std::uint64_t request, RequestState& state,
+                                    std::uint32_t sequence, const model::Matrix& logits) {
     const TokenId token =
         state.sampler.next(std::span<const float>(logits.data() + (logits.rows() - 1) * logits.cols(),
                                                   static_cast<std::size_t>(logits.cols())));
@@ -322,13 +333,15 @@ class Node {
                       (options_.generation.stop_at_eos && token == deployment_.config.eos_token_id);
     const TokenId one[] = {token};
     const auto head = static_cast<std::uint32_t>(deployment_.stage_count() - 1);
+    const bool continue_here = !last && deployment_.embedding_node() == self_;
     // The embedding's copy first: it is on the critical path, the user's is not.
-    if (!last) {
+    if (!last && !continue_here) {
       send(endpoint, deployment_.embedding_node(),
            make_ids_message(MessageKind::token, request, 0, sequence + 1, one));
     }
     send(endpoint, deployment_.user(),
          make_ids_message(MessageKind::token, request, head, sequence, one, last ? flag_last_token : 0));
+    return continue_here ? std::optional<TokenId>(token) : std::nullopt;
   }
 
   void record(std::size_t position, bool prefill, double seconds) {
@@ -352,13 +365,16 @@ class Node {
   }
 
   // Waits out the extra time a slower server would have computed. The last
-  // stretch is spun rather than slept: a sleep overshoots by tens of
-  // microseconds, as much as a small stage's whole decode step.
+  // millisecond is spun rather than slept: a sleep wakes late by the timer
+  // slack (50 µs) plus the wake-up (on this project's VM up to a few hundred
+  // µs), as much as a small stage's whole decode step. With 200 µs spun, a
+  // tiny-opt plan on one server ran each decode step 40–55 % over its
+  // prediction, every stage's own time within 10–20 %.
   void stretch(double computed) const {
     const double extra = stretched(computed) - computed;
     if (extra <= 0.0) return;
     const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(extra));
-    constexpr auto spin = std::chrono::microseconds(200);
+    constexpr auto spin = std::chrono::milliseconds(1);
     if (until - Clock::now() > spin) std::this_thread::sleep_until(until - spin);
     while (Clock::now() < until) std::this_thread::yield();
   }

@@ -45,10 +45,22 @@ class Endpoint {
   virtual std::optional<Message> receive(Clock::duration timeout) = 0;
 };
 
+// An encoded message and the time it was due at its receiver.
+struct Delivery {
+  std::vector<std::byte> bytes;
+  Clock::time_point at;
+};
+
 // Encoded messages waiting for one endpoint, each with the time it may be
 // taken; ties keep the order of posting.
 class Mailbox {
  public:
+  // `on_time` false: the receiver needs messages promptly but not on the
+  // microsecond (a receiver that times messages by Message::arrived), so the
+  // last stretch before a delivery is slept, not spun, and leaves the CPU to
+  // the threads that compute.
+  explicit Mailbox(bool on_time = true) : on_time_(on_time) {}
+
   void post(std::vector<std::byte> bytes, Clock::time_point deliver_at) {
     {
       std::lock_guard lock(mutex_);
@@ -60,23 +72,23 @@ class Mailbox {
 
   // Waits until the earliest message is due or `deadline` passes. Throws
   // EndpointClosed once closed.
-  std::optional<std::vector<std::byte>> take(Clock::time_point deadline) {
+  std::optional<Delivery> take(Clock::time_point deadline) {
     std::unique_lock lock(mutex_);
     while (true) {
       if (closed_) throw EndpointClosed();
       const auto now = Clock::now();
       if (!queue_.empty() && queue_.top().deliver_at <= now) {
-        auto bytes = std::move(const_cast<Item&>(queue_.top()).bytes);
+        Delivery delivery{std::move(const_cast<Item&>(queue_.top()).bytes), queue_.top().deliver_at};
         queue_.pop();
-        return bytes;
+        return delivery;
       }
       if (now >= deadline) return std::nullopt;
       const auto wake = queue_.empty() ? deadline : std::min(deadline, queue_.top().deliver_at);
       // A condition variable wakes tens of microseconds late, a sizeable
       // share of an emulated fast link's transfer: the last stretch before
       // a delivery is spun instead.
-      constexpr auto spin = std::chrono::microseconds(200);
-      if (wake - now <= spin) {
+      const auto spin = on_time_ ? std::chrono::microseconds(200) : std::chrono::microseconds(0);
+      if (on_time_ && wake - now <= spin) {
         lock.unlock();
         while (Clock::now() < wake) std::this_thread::yield();
         lock.lock();
@@ -114,6 +126,7 @@ class Mailbox {
   std::priority_queue<Item, std::vector<Item>, std::greater<>> queue_;
   std::uint64_t next_ = 0;
   bool closed_ = false;
+  bool on_time_;
 };
 
 }  // namespace dilemma::runtime
