@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -89,7 +89,7 @@ inline WireFormat parse_wire_format(std::string_view name, std::string_view what
 inline std::size_t wire_value_bytes(WireFormat format) { return format == WireFormat::f32 ? 4 : 2; }
 
 // Flags of a token message.
-inline constexpr std::uint8_t flag_last_token = 1;
+inline constexpr std::uint8_t flag_last_token = 1;  // the request generates nothing after this token
 
 // Requests whose id has the top bit set are warm-ups: served like any other
 // and left out of every measurement (stage times, traffic, link use), so
@@ -98,7 +98,7 @@ inline constexpr std::uint64_t warm_up_request_bit = std::uint64_t{1} << 63;
 inline bool is_warm_up(std::uint64_t request) { return (request & warm_up_request_bit) != 0; }
 inline std::string request_name(std::uint64_t request) {
   return is_warm_up(request) ? std::string("the warm-up request") : fmt::format("request {}", request);
-}  // the request generates nothing after this token
+}
 
 struct MessageHeader {
   MessageKind kind = MessageKind::shutdown;
