@@ -4,8 +4,8 @@
 # docs/results/measured.csv. Every sweep point of every example cluster gets a
 # plan from tiny-opt's stage times profiled on this machine, the plan runs on
 # the emulated cluster, and the row sets measured against predicted delay
-# next to the student's loss. About 5 minutes on a 2-core machine; keep the
-# machine otherwise idle, the delays are measured.
+# next to the student's loss. About 1.5 minutes on a 2-core machine after the
+# build; keep the machine otherwise idle, the delays are measured.
 #
 #   scripts/measured_study.sh [--time-limit SECONDS] [--requests N]
 set -euo pipefail

@@ -45,6 +45,8 @@
 #include "dilemma/plan/solve.hpp"
 #include "dilemma/runtime/run.hpp"
 #include "dilemma/text/bpe_tokenizer.hpp"
+#include "summary.hpp"
+#include "sweeps.hpp"
 
 namespace dilemma::study {
 namespace {
@@ -58,28 +60,16 @@ struct Settings {
   double time_limit_seconds = 60.0;
   std::int64_t new_tokens = 16;
   std::size_t requests = 3;             // measured requests per run (after the warm-up); a run's delays are their means
-  std::size_t runs = 3;                 // runs per plan; the row's measured delays are the medians over runs
+  std::size_t runs = 5;                 // runs per plan; the row's measured delays are the medians over runs
   std::size_t quality_paragraphs = 16;  // SQuAD dev paragraphs 0:K for the student's loss
 };
 
-struct Point {
-  double budget_share = 0.3;
-  double bandwidth_factor = 1.0;
-  double speed_factor = 1.0;
-};
-
-edge::Cluster scaled(edge::Cluster cluster, const Point& point) {
-  for (edge::LinkSpec& link : cluster.links) link.link.bandwidth *= point.bandwidth_factor;
-  if (cluster.default_link) cluster.default_link->bandwidth *= point.bandwidth_factor;
+// Speed here scales speed_factor, which the emulated cluster reproduces.
+edge::Cluster scaled(const edge::Cluster& base, const Point& point) {
+  edge::Cluster cluster = with_bandwidth_scaled(base, point.bandwidth_factor);
   for (edge::Server& server : cluster.servers) server.speed_factor *= point.speed_factor;
   return cluster;
 }
-
-struct Sweep {
-  std::string name;
-  std::vector<double> values;
-  std::function<Point(double)> point;
-};
 
 // The speed sweep's factors: up to the one that brings the cluster's fastest
 // server to this machine's speed.
@@ -94,12 +84,6 @@ std::vector<double> emulable_speed_factors(const edge::Cluster& cluster) {
 }
 
 std::string number(double value) { return fmt::format("{:.6g}", value); }
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const std::size_t n = values.size();
-  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-}
 
 // Measured delays of a plan: each the median over runs of the run's mean over
 // its requests. A run on this shared 2-core machine sometimes lands in a
@@ -127,9 +111,9 @@ Measured measure(const std::filesystem::path& model_dir, const plan::Plan& plan,
     result.per_token.predicted = report.per_token_seconds.predicted;
     result.completion.predicted = report.completion_seconds.predicted;
   }
-  result.first_token.measured = median(first_token);
-  result.per_token.measured = median(per_token);
-  result.completion.measured = median(completion);
+  result.first_token.measured = bench::summarize(std::move(first_token)).median;
+  result.per_token.measured = bench::summarize(std::move(per_token)).median;
+  result.completion.measured = bench::summarize(std::move(completion)).median;
   return result;
 }
 

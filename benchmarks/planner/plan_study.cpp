@@ -31,6 +31,7 @@
 #include "dilemma/model/config.hpp"
 #include "dilemma/plan/baselines.hpp"
 #include "dilemma/plan/solve.hpp"
+#include "sweeps.hpp"
 
 namespace dilemma::study {
 namespace {
@@ -49,17 +50,9 @@ struct Settings {
   double time_limit_seconds = 120.0;
 };
 
-// What a sweep changes: the budget's share of the all-int4 error, a factor on
-// every link's bandwidth, or a factor on every server's compute and memory speed.
-struct Point {
-  double budget_share = 0.3;
-  double bandwidth_factor = 1.0;
-  double speed_factor = 1.0;
-};
-
-edge::Cluster scaled(edge::Cluster cluster, const Point& point) {
-  for (edge::LinkSpec& link : cluster.links) link.link.bandwidth *= point.bandwidth_factor;
-  if (cluster.default_link) cluster.default_link->bandwidth *= point.bandwidth_factor;
+// Speed here scales every server's compute and memory speed in its specs.
+edge::Cluster scaled(const edge::Cluster& base, const Point& point) {
+  edge::Cluster cluster = with_bandwidth_scaled(base, point.bandwidth_factor);
   for (edge::Server& server : cluster.servers) {
     for (auto& flops : server.peak_flops) {
       if (flops) *flops *= point.speed_factor;
@@ -108,11 +101,6 @@ void run(const Settings& settings) {
     subjects.push_back({"opt-350m", shape, cost::proxy_error_table(shape), {},
                         edge::Cluster::load(examples + "/smart-city-opt350m.json")});
   }
-  struct Sweep {
-    std::string name;
-    std::vector<double> values;
-    std::function<Point(double)> point;
-  };
   std::vector<Sweep> sweeps = {
       {"budget",
        {0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0},

@@ -257,6 +257,7 @@ class Node {
                 std::uint32_t sequence, model::StageInput input) {
     using dilemma::detail::fail;
     const std::size_t last = deployment_.stage_count() - 1;
+    const bool measured = !is_warm_up(request);
     bool prefill = sequence == 0;
     double computed = 0.0;
     while (true) {
@@ -276,7 +277,7 @@ class Node {
       model::Matrix output = stages_[position].run(input, state.states[position], options_.context);
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
       state.steps[position] += 1;
-      if (!is_warm_up(request)) record(position, prefill, seconds);
+      if (measured) record(position, prefill, seconds);
       computed += seconds;
       if (stage == last) {
         stretch(computed);
@@ -303,7 +304,7 @@ class Node {
         Message message = make_activations_message(
             prefill ? MessageKind::prefill_activations : MessageKind::decode_activation, request,
             static_cast<std::uint32_t>(next), sequence, output, options_.wire, &error);
-        if (!is_warm_up(request)) {
+        if (measured) {
           report_.activation_messages += 1;
           report_.wire_error.max_abs = std::max(report_.wire_error.max_abs, error.max_abs);
           report_.wire_error.relative_rms = std::max(report_.wire_error.relative_rms, error.relative_rms);
@@ -366,10 +367,10 @@ class Node {
 
   // Waits out the extra time a slower server would have computed. The last
   // millisecond is spun rather than slept: a sleep wakes late by the timer
-  // slack (50 µs) plus the wake-up (on this project's VM up to a few hundred
-  // µs), as much as a small stage's whole decode step. With 200 µs spun, a
-  // tiny-opt plan on one server ran each decode step 40–55 % over its
-  // prediction, every stage's own time within 10–20 %.
+  // slack (50 µs) plus the wake-up, as much as a small stage's whole decode
+  // step. With 200 µs spun, a tiny-opt plan on one server ran each decode
+  // step 36–58 % over its prediction while every stage's own time was within
+  // 10–20 % of its own; with 1 ms, 28–45 %.
   void stretch(double computed) const {
     const double extra = stretched(computed) - computed;
     if (extra <= 0.0) return;

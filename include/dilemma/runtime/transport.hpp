@@ -86,9 +86,10 @@ class Mailbox {
       const auto wake = queue_.empty() ? deadline : std::min(deadline, queue_.top().deliver_at);
       // A condition variable wakes tens of microseconds late, a sizeable
       // share of an emulated fast link's transfer: the last stretch before
-      // a delivery is spun instead.
+      // a delivery is spun instead (nothing, for a receiver not on time:
+      // wake is after now).
       const auto spin = on_time_ ? std::chrono::microseconds(200) : std::chrono::microseconds(0);
-      if (on_time_ && wake - now <= spin) {
+      if (wake - now <= spin) {
         lock.unlock();
         while (Clock::now() < wake) std::this_thread::yield();
         lock.lock();
