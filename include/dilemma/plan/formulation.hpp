@@ -172,6 +172,7 @@ class Builder {
         throughput_(instance_.objective == cost::Objective::throughput),
         memory_(servers_),
         memory_worst_case_(servers_, 0.0),
+        server_runs_(servers_),
         server_busy_(servers_),
         on_server_(candidates.size()) {
     choose_units();
@@ -298,6 +299,7 @@ class Builder {
     const cost::ModelCosts& costs = workload.costs;
     const std::size_t stage_count = costs.stages.size();
     const auto decode_steps = static_cast<double>(costs.request.decode_steps());
+    whole_model_run_.assign(servers_, std::nullopt);
     // [stage][server]: the runs starting at, ending at and covering a stage.
     std::vector<std::vector<ilp::LinearExpr>> starts(stage_count, std::vector<ilp::LinearExpr>(servers_));
     std::vector<std::vector<ilp::LinearExpr>> ends = starts, covers = starts;
@@ -315,6 +317,8 @@ class Builder {
           for (std::size_t s = a; s <= b; ++s) covers[s][j].add(w, 1.0);
           runs[j].add(w, 1.0);
           run_memory[j].add(w, least / capacity);
+          server_runs_[j].add(w, 1.0);
+          if (a == 0 && b + 1 == stage_count) whole_model_run_[j] = w;
         }
       }
     }
@@ -382,7 +386,12 @@ class Builder {
         const ilp::Variable v = model.add_variable(fmt::format("v[{}][{}][{}]", m, j, k), 0.0, 1.0);
         out[j].add(v, 1.0);
         in[k].add(v, 1.0);
-        if (j != k) {
+        if (j == k) {
+          // The embedding's and the head's runs on one server hold it once
+          // (one run, if it holds the whole model).
+          server_runs_[j].add(v, -1.0);
+          if (whole_model_run_[j]) server_runs_[j].add(*whole_model_run_[j], 1.0);
+        } else {
           add_transfer(v, j, k, workload.weight, decode_steps * *links_.transfer_seconds(j, k, costs.token_id_bytes),
                        decode_steps * *links_.busy_seconds(j, k, costs.token_id_bytes));
         }
@@ -403,6 +412,11 @@ class Builder {
     for (std::size_t j = 0; j < servers_; ++j) {
       if (memory_worst_case_[j] > cluster_.servers[j].memory_bytes) {
         formulation_.model.add_constraint(fmt::format("memory[{}]", j), memory_[j], ilp::Sense::less_equal, 1.0);
+        // Valid because server_runs_ is at least 1 wherever a stage is; it
+        // keeps the relaxation's blend of plans from lending the capacity of
+        // a server, unused by some of them, to those that overfill it.
+        formulation_.model.add_constraint(fmt::format("memory_in_use[{}]", j), memory_[j], ilp::Sense::less_equal,
+                                          server_runs_[j]);
       }
     }
   }
@@ -475,6 +489,10 @@ class Builder {
   ilp::LinearExpr delay_;                // latency: Σ_m weight · completion, in solver units
   std::vector<ilp::LinearExpr> memory_;  // [server]: memory used, as a fraction of capacity
   std::vector<double> memory_worst_case_;
+  // [server]: Σ over models of the runs on it, a model's embedding and head
+  // counted once together: 0 on a server that holds nothing, ≥ 1 otherwise.
+  std::vector<ilp::LinearExpr> server_runs_;
+  std::vector<std::optional<ilp::Variable>> whole_model_run_;  // current model, [server]
   std::vector<ilp::LinearExpr> server_busy_;
   std::map<std::pair<std::size_t, std::size_t>, ilp::LinearExpr> link_busy_;
   std::vector<std::vector<std::vector<ilp::LinearExpr>>> on_server_;  // [model][stage][server]: Σ_f x
