@@ -21,9 +21,17 @@ struct CliRun {
   double seconds;
 };
 
+// A command still running after this long is killed and its run fails with
+// exit code 124 (coreutils' timeout), so that a hang fails the test with its
+// stderr instead of stalling the suite until CTest's own limit.
+inline constexpr int command_time_limit_seconds = 120;
+
 inline CliRun run_command(const std::string& command_line) {
   ScratchDir dir;
-  const std::string command = fmt::format("{} 2>{} </dev/null", command_line, (dir / "stderr").string());
+  // Through a script, so that the line may start with variable assignments.
+  write_file(dir / "command.sh", command_line + "\n");
+  const std::string command = fmt::format("timeout --kill-after=10 {} sh {} 2>{} </dev/null", command_time_limit_seconds,
+                                          (dir / "command.sh").string(), (dir / "stderr").string());
   const auto start = std::chrono::steady_clock::now();
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return {-1, "", "popen failed", 0.0};
