@@ -8,6 +8,7 @@
 #include <string>
 #include <sys/wait.h>
 
+#include <doctest/doctest.h>
 #include <fmt/format.h>
 
 #include "test_support.hpp"
@@ -21,9 +22,10 @@ struct CliRun {
   double seconds;
 };
 
-// A command still running after this long is killed and its run fails with
-// exit code 124 (coreutils' timeout), so that a hang fails the test with its
-// stderr instead of stalling the suite until CTest's own limit.
+// A command still running after this long is killed (coreutils' timeout) and
+// fails the test with its command line and stderr, instead of stalling the
+// suite until CTest's own limit. Judged by the time taken, not by timeout's
+// exit code: a test that expects a non-zero exit would take 124 for success.
 inline constexpr int command_time_limit_seconds = 120;
 
 inline CliRun run_command(const std::string& command_line) {
@@ -40,7 +42,12 @@ inline CliRun run_command(const std::string& command_line) {
   while (const std::size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe)) out.append(buffer.data(), n);
   const int status = pclose(pipe);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, read_file(dir / "stderr"), seconds};
+  CliRun run{WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, read_file(dir / "stderr"), seconds};
+  if (seconds >= command_time_limit_seconds) {
+    FAIL_CHECK(fmt::format("still running after {} s, killed: {}\nstderr:\n{}", command_time_limit_seconds,
+                           command_line, run.err));
+  }
+  return run;
 }
 
 inline CliRun run_cli(const std::string& arguments) {
