@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <map>
+#include <span>
 
 #include "dilemma/generation/sampler.hpp"
 
@@ -55,6 +56,14 @@ TEST_CASE("invalid sampling options and logits are errors") {
   CHECK_THROWS_WITH_AS(Sampler(SamplingOptions{.temperature = 1.0f, .top_k = 0, .top_p = 0.0f}),
                        "sampling option top_p must be in (0, 1], got 0", Error);
   Sampler greedy(SamplingOptions{});
-  const float nan[] = {0.0f, std::nanf("")};
-  CHECK_THROWS_WITH_AS(greedy.next(nan), "logits contain NaN: the model produced invalid values", Error);
+  // A NaN anywhere: first, after the largest value, before it.
+  const float nan_first[] = {std::nanf(""), 0.0f, 1.0f};
+  const float nan_after_max[] = {2.0f, 0.0f, std::nanf("")};
+  const float nan_before_max[] = {0.0f, std::nanf(""), 2.0f};
+  for (std::span<const float> logits : {std::span<const float>(nan_first), std::span<const float>(nan_after_max),
+                                        std::span<const float>(nan_before_max)}) {
+    CHECK_THROWS_WITH_AS(greedy.next(logits), "logits contain NaN: the model produced invalid values", Error);
+  }
+  Sampler sampling(SamplingOptions{.temperature = 1.0f});
+  CHECK_THROWS_WITH_AS(sampling.next(nan_after_max), "logits contain NaN: the model produced invalid values", Error);
 }

@@ -36,12 +36,8 @@ class Sampler {
 
   TokenId next(std::span<const float> logits) {
     if (logits.empty()) detail::fail("cannot sample from an empty row of logits");
-    if (std::ranges::any_of(logits, [](float v) { return std::isnan(v); })) {
-      detail::fail("logits contain NaN: the model produced invalid values");
-    }
-    if (options_.temperature == 0.0f) {
-      return static_cast<TokenId>(std::ranges::max_element(logits) - logits.begin());
-    }
+    if (options_.temperature == 0.0f) return greedy(logits);
+    if (std::ranges::any_of(logits, [](float v) { return std::isnan(v); })) fail_nan();
     // Candidates sorted by logit, best first; ties keep the lower id first.
     std::vector<TokenId> order(logits.size());
     std::iota(order.begin(), order.end(), 0);
@@ -80,6 +76,24 @@ class Sampler {
   }
 
  private:
+  // The first largest logit, in one pass that also finds a NaN: the user waits
+  // for it on every token (8 µs for tiny-opt's 8,264 logits in two passes).
+  static TokenId greedy(std::span<const float> logits) {
+    std::size_t best = 0;
+    float best_value = logits[0];
+    for (std::size_t i = 0; i < logits.size(); ++i) {
+      const float value = logits[i];
+      if (!(value <= best_value)) {  // larger, or NaN
+        if (std::isnan(value)) fail_nan();
+        best_value = value;
+        best = i;
+      }
+    }
+    return static_cast<TokenId>(best);
+  }
+
+  [[noreturn]] static void fail_nan() { detail::fail("logits contain NaN: the model produced invalid values"); }
+
   SamplingOptions options_;
   std::mt19937_64 rng_;
 };

@@ -55,11 +55,17 @@ struct Delivery {
 // taken; ties keep the order of posting.
 class Mailbox {
  public:
-  // `on_time` false: the receiver needs messages promptly but not on the
-  // microsecond (a receiver that times messages by Message::arrived), so the
-  // last stretch before a delivery is slept, not spun, and leaves the CPU to
-  // the threads that compute.
+  // `on_time` false: the receiver needs messages within a millisecond but not
+  // on the microsecond (a receiver that times messages by Message::arrived).
+  // Such a mailbox is polled every `poll_interval` instead of notified: waking
+  // a thread that sleeps on another vCPU cost the sender 35-45 µs on the 2-vCPU
+  // VM we measure on, and a node that streams a token to the user and goes on
+  // with the next decode step pays it on every step (7 % of a tiny-opt step;
+  // docs/results.md). The last stretch before a delivery is slept, not spun,
+  // and leaves the CPU to the threads that compute.
   explicit Mailbox(bool on_time = true) : on_time_(on_time) {}
+
+  static constexpr std::chrono::milliseconds poll_interval{1};
 
   void post(std::vector<std::byte> bytes, Clock::time_point deliver_at) {
     {
@@ -67,7 +73,7 @@ class Mailbox {
       if (closed_) return;  // a message to a stopped node is lost, as on a real network
       queue_.push({deliver_at, next_++, std::move(bytes)});
     }
-    ready_.notify_all();
+    if (on_time_) ready_.notify_all();
   }
 
   // Waits until the earliest message is due or `deadline` passes. Throws
@@ -95,7 +101,7 @@ class Mailbox {
         lock.lock();
         continue;
       }
-      ready_.wait_until(lock, wake - spin);
+      ready_.wait_until(lock, on_time_ ? wake - spin : std::min(wake, now + poll_interval));
     }
   }
 
