@@ -43,6 +43,7 @@ struct Settings {
   std::string objective = "latency";
   double time_limit_seconds = 60.0;
   int threads = 1;
+  std::vector<std::string> cbc_parameters;  // NAME=VALUE, after plan::solve's own settings
 };
 
 struct NamedProblem {
@@ -172,11 +173,21 @@ int main_checked(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--threads", settings.threads, "CBC threads")->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--cbc", settings.cbc_parameters,
+                 "CBC parameters NAME=VALUE, as on CBC's command line without the dash (e.g. feasibilityPump=on); "
+                 "they override plan::solve's settings");
   CLI11_PARSE(app, argc, argv);
 
   ilp::SolverOptions options;
   options.time_limit_seconds = settings.time_limit_seconds;
   options.threads = settings.threads;
+  for (const std::string& parameter : settings.cbc_parameters) {
+    const auto equals = parameter.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      dilemma::detail::fail("--cbc: expected NAME=VALUE, got \"{}\"", parameter);
+    }
+    options.parameters.emplace_back(parameter.substr(0, equals), parameter.substr(equals + 1));
+  }
   std::vector<cost::Objective> objectives;
   if (settings.objective != "throughput") objectives.push_back(cost::Objective::latency);
   if (settings.objective != "latency") objectives.push_back(cost::Objective::throughput);
@@ -221,6 +232,7 @@ int main_checked(int argc, char** argv) {
       {"settings",
        {{"time_limit_seconds", settings.time_limit_seconds},
         {"threads", settings.threads},
+        {"cbc_parameters", settings.cbc_parameters},
         {"relative_gap", options.relative_gap},
         {"request", {{"prompt_tokens", 128}, {"new_tokens", 32}}},
         {"random_clusters", {{"memory_share_of_f32_model", 0.45}, {"budget_share_of_all_int4_error", 0.3}}}}},

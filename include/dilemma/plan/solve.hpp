@@ -35,10 +35,17 @@ inline Plan solve(const Problem& problem, const ilp::SolverOptions& options = {}
   // On this formulation CBC's default preprocessing (it looks for SOS rows)
   // and cut rounds at every node cost more than they save: with cuts at the
   // root only and no preprocessing, bench_planner's OPT-350m instances solve
-  // in half the time (docs/performance.md). The caller's parameters come
-  // after these and override them.
+  // in half the time. For latency, the feasibility pump spent 3 of opt-350m-5's
+  // 7 s at the root for a plan 1.6 % above the optimum, which the search finds
+  // anyway; without it 7 of 8 instances solved 1.5-4x faster. Throughput's
+  // min-max objective needs the pump's incumbent (opt-350m-3: 2.6 s with it,
+  // 16 s without). docs/performance.md has the numbers. The caller's
+  // parameters come after these and override them.
   ilp::SolverOptions tuned = options;
   tuned.parameters.insert(tuned.parameters.begin(), {{"preprocess", "off"}, {"cuts", "root"}});
+  if (problem.instance.objective == cost::Objective::latency) {
+    tuned.parameters.insert(tuned.parameters.begin() + 2, {"feasibilityPump", "off"});
+  }
   const ilp::Solution solution = ilp::solve(formulation.model, tuned);
   const double unit = formulation.objective_unit;
   report.status = std::string(ilp::status_name(solution.status));
