@@ -19,6 +19,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -33,6 +34,7 @@
 #include "dilemma/error.hpp"
 #include "dilemma/model/opt_model.hpp"
 #include "dilemma/model/random_model.hpp"
+#include "dilemma/parallel/thread_pool.hpp"
 #include "dilemma/quant/format.hpp"
 #include "dilemma/version.hpp"
 #include "machine_info.hpp"
@@ -63,6 +65,7 @@ struct Settings {
   std::size_t bandwidth_mib = 2048;
   int bandwidth_repetitions = 15;
   std::uint64_t seed = 1;
+  unsigned threads = 1;  // for the matrix products, the calling thread included
   bool quick = false;
 };
 
@@ -112,7 +115,9 @@ std::vector<TokenId> token_ids(std::size_t count, std::int64_t vocab_size, std::
 ModelRun measure_model(std::string name, std::string format, std::string source, const model::OptModel& model,
                        double setup_seconds, const Settings& settings) {
   const auto& config = model.config();
+  std::optional<parallel::ThreadPool> pool;
   model::RunContext context;
+  if (settings.threads > 1) context.kernels.pool = &pool.emplace(settings.threads);
   context.kernels.activations =
       settings.activations == "int8" ? quant::ActivationPrecision::int8 : quant::ActivationPrecision::f32;
   std::mt19937_64 rng(settings.seed);
@@ -266,6 +271,7 @@ nlohmann::json settings_json(const Settings& settings) {
           {"bandwidth_buffer_mib", settings.bandwidth_mib},
           {"bandwidth_repetitions", settings.bandwidth_repetitions},
           {"seed", settings.seed},
+          {"threads", settings.threads},
           {"quick", settings.quick}};
 }
 
@@ -406,6 +412,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--bandwidth-repetitions", settings.bandwidth_repetitions, "Timed passes per thread count")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--threads", settings.threads, "Threads for the matrix products, the calling one included")
+      ->check(CLI::Range(1u, 1024u))
       ->capture_default_str();
   app.add_option("--seed", settings.seed, "Seed of the random OPT-350m weights and of the token ids")
       ->capture_default_str();
