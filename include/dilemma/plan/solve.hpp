@@ -37,7 +37,8 @@ inline Plan solve(const Problem& problem, const ilp::SolverOptions& options = {}
   // root only and no preprocessing, bench_planner's OPT-350m instances solve
   // in half the time. For latency, the feasibility pump spent 3 of opt-350m-5's
   // 7 s at the root for a plan 1.6 % above the optimum, which the search finds
-  // anyway; without it 7 of 8 instances solved 1.5-4x faster. Throughput's
+  // anyway; without it 10 of 11 latency instances solved faster or ended
+  // with a better plan, the 3-server ones 2-5x faster. Throughput's
   // min-max objective needs the pump's incumbent (opt-350m-3: 2.6 s with it,
   // 16 s without). docs/performance.md has the numbers. The caller's
   // parameters come after these and override them.
