@@ -8,14 +8,17 @@
 //
 // A slower server than this machine (speed_factor σ < 1) is emulated by
 // stretching each burst of computation: after computing for t seconds the
-// node waits t·(1/σ − 1) more before it sends the result.
+// node waits t·(1/σ − 1) more before it sends the result, reading its own
+// weights meanwhile as the slower server's computation would.
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -137,6 +140,12 @@ class Node {
       report_.stages.push_back(timing);
     }
     speed_ = deployment_.cluster.servers.at(self_).speed_factor;
+    for (const model::Stage& stage : stages_) {
+      for (const model::ConstNamedMatrix& matrix : stage.matrices()) {
+        weights_.push_back(matrix.weight->data());
+        weights_.push_back(std::as_bytes(matrix.weight->scales()));
+      }
+    }
   }
 
   Address address() const { return self_; }
@@ -371,13 +380,32 @@ class Node {
   // step. With 200 µs spun, a tiny-opt plan on one server ran each decode
   // step 36–58 % over its prediction while every stage's own time was within
   // 10–20 % of its own; with 1 ms, 28–45 %.
-  void stretch(double computed) const {
+  //
+  // The spin reads the node's weights, one byte per cache line: a slower
+  // server is busy with them for the whole stretch and keeps them in its
+  // caches, while an idle spin let other tenants of the shared L3 evict a
+  // cache-resident model between steps. On a one-server tiny-opt plan with
+  // σ = 0.25 (86 interleaved runs each) a yield-spin left the per-token time
+  // +15 % over the prediction (median), the reading spin −1 % (docs/results.md).
+  void stretch(double computed) {
     const double extra = stretched(computed) - computed;
     if (extra <= 0.0) return;
     const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(extra));
     constexpr auto spin = std::chrono::milliseconds(1);
     if (until - Clock::now() > spin) std::this_thread::sleep_until(until - spin);
-    while (Clock::now() < until) std::this_thread::yield();
+    constexpr std::size_t cache_line = 64, between_clock_reads = 64 * 1024;
+    unsigned char sum = 0;
+    while (Clock::now() < until) {
+      for (const std::span<const std::byte> bytes : weights_) {
+        for (std::size_t begin = 0; begin < bytes.size(); begin += between_clock_reads) {
+          const std::size_t end = std::min(bytes.size(), begin + between_clock_reads);
+          for (std::size_t i = begin; i < end; i += cache_line) sum += static_cast<unsigned char>(bytes[i]);
+          if (Clock::now() >= until) break;
+        }
+        if (Clock::now() >= until) break;
+      }
+    }
+    touched_ += sum;  // keeps the reads
   }
 
   std::string describe(Address address) const {
@@ -391,6 +419,8 @@ class Node {
   NodeOptions options_;
   std::vector<int> local_;  // by stage: position in stages_, or −1
   double speed_ = 1.0;
+  std::vector<std::span<const std::byte>> weights_;  // every stage's weights and scales, for stretch()
+  unsigned char touched_ = 0;
   std::map<std::uint64_t, RequestState> requests_;
   NodeReport report_;
 };
