@@ -42,11 +42,10 @@ inline Plan solve(const Problem& problem, const ilp::SolverOptions& options = {}
   // min-max objective needs the pump's incumbent (opt-350m-3: 2.6 s with it,
   // 16 s without). docs/performance.md has the numbers. The caller's
   // parameters come after these and override them.
+  std::vector<std::pair<std::string, std::string>> defaults = {{"preprocess", "off"}, {"cuts", "root"}};
+  if (problem.instance.objective == cost::Objective::latency) defaults.emplace_back("feasibilityPump", "off");
   ilp::SolverOptions tuned = options;
-  tuned.parameters.insert(tuned.parameters.begin(), {{"preprocess", "off"}, {"cuts", "root"}});
-  if (problem.instance.objective == cost::Objective::latency) {
-    tuned.parameters.insert(tuned.parameters.begin() + 2, {"feasibilityPump", "off"});
-  }
+  tuned.parameters.insert(tuned.parameters.begin(), defaults.begin(), defaults.end());
   const ilp::Solution solution = ilp::solve(formulation.model, tuned);
   const double unit = formulation.objective_unit;
   report.status = std::string(ilp::status_name(solution.status));

@@ -393,19 +393,22 @@ class Node {
     const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(extra));
     constexpr auto spin = std::chrono::milliseconds(1);
     if (until - Clock::now() > spin) std::this_thread::sleep_until(until - spin);
-    constexpr std::size_t cache_line = 64, between_clock_reads = 64 * 1024;
     unsigned char sum = 0;
-    while (Clock::now() < until) {
-      for (const std::span<const std::byte> bytes : weights_) {
-        for (std::size_t begin = 0; begin < bytes.size(); begin += between_clock_reads) {
-          const std::size_t end = std::min(bytes.size(), begin + between_clock_reads);
-          for (std::size_t i = begin; i < end; i += cache_line) sum += static_cast<unsigned char>(bytes[i]);
-          if (Clock::now() >= until) break;
-        }
-        if (Clock::now() >= until) break;
+    while (Clock::now() < until) read_weights_until(until, sum);
+    touched_ += sum;  // keeps the reads
+  }
+
+  // One pass over the node's weights, one byte per cache line, the clock read
+  // every 64 KiB; stops early once `until` has passed.
+  void read_weights_until(Clock::time_point until, unsigned char& sum) const {
+    constexpr std::size_t cache_line = 64, between_clock_reads = 64 * 1024;
+    for (const std::span<const std::byte> bytes : weights_) {
+      for (std::size_t begin = 0; begin < bytes.size(); begin += between_clock_reads) {
+        const std::size_t end = std::min(bytes.size(), begin + between_clock_reads);
+        for (std::size_t i = begin; i < end; i += cache_line) sum += static_cast<unsigned char>(bytes[i]);
+        if (Clock::now() >= until) return;
       }
     }
-    touched_ += sum;  // keeps the reads
   }
 
   std::string describe(Address address) const {
