@@ -8,6 +8,9 @@
 // the method needs text) on the teacher's inputs of stage s, with every other
 // stage left as the teacher, which is what the planner's additive budget
 // Σ_s E[s][f] ≤ ε assumes.
+//
+// Times are those of each stage in a running model, the stages called in
+// their order (detail::time_stages).
 
 #include <algorithm>
 #include <chrono>
@@ -15,7 +18,9 @@
 #include <functional>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dilemma/cost/profile.hpp"
@@ -56,44 +61,83 @@ inline double median(std::vector<double> values) {
   return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
 }
 
-// One prefill call on the prompt (the head, as in generation, gets only the
-// last position) and one decode call on the next token, each the median of
-// `repetitions` runs after one warm-up run. Activations are random: the
-// kernels' speed does not depend on the values.
-inline ProfiledTimes time_stage(const model::Stage& stage, const model::OptConfig& config, Eigen::Index prompt,
-                                int repetitions, const model::RunContext& context) {
-  std::mt19937 rng(7);
-  model::StageInput prefill_input, decode_input;
+// Random activations of the widths a stage reads: a prompt for the prefill
+// call (the head, as in generation, gets only the last position) and one
+// token for the decode call. The kernels' speed does not depend on the values.
+inline std::pair<model::StageInput, model::StageInput> random_inputs(const model::Stage& stage,
+                                                                      const model::OptConfig& config,
+                                                                      Eigen::Index prompt, std::mt19937& rng) {
   if (stage.kind() == model::StageKind::embedding) {
     std::uniform_int_distribution<TokenId> id(0, static_cast<TokenId>(config.vocab_size - 1));
     std::vector<TokenId> ids(static_cast<std::size_t>(prompt));
     for (auto& value : ids) value = id(rng);
-    prefill_input = ids;
-    decode_input = std::vector<TokenId>{id(rng)};
-  } else {
-    const Eigen::Index rows = stage.kind() == model::StageKind::head ? 1 : prompt;
-    std::normal_distribution<float> normal;
-    model::Matrix x(rows, stage.input_width()), next(1, stage.input_width());
-    for (float& value : x.reshaped()) value = normal(rng);
-    for (float& value : next.reshaped()) value = normal(rng);
-    prefill_input = std::move(x);
-    decode_input = std::move(next);
+    return {ids, std::vector<TokenId>{id(rng)}};
   }
-  std::vector<double> prefill, decode;
-  for (int r = 0; r <= repetitions; ++r) {
-    model::StageState state;
+  const Eigen::Index rows = stage.kind() == model::StageKind::head ? 1 : prompt;
+  std::normal_distribution<float> normal;
+  model::Matrix x(rows, stage.input_width()), next(1, stage.input_width());
+  for (float& value : x.reshaped()) value = normal(rng);
+  for (float& value : next.reshaped()) value = normal(rng);
+  return {std::move(x), std::move(next)};
+}
+
+// Times one prefill call on the prompt and one decode call on the next token
+// of every stage in `format` (round-to-nearest: the kernels' speed does not
+// depend on how the weights were fitted), each the median of `repetitions`
+// runs after one warm-up run.
+//
+// The stages run in the model's order, all prefills and then all decodes, as
+// one node holding the whole model runs them: between two calls of a stage
+// the others read their weights, and a stage finds its own where a pipeline
+// leaves them, out of the core's private caches when the model is larger
+// than those. Timing each stage's decode right after its own prefill, as the
+// profiler once did, found the weights of tiny-opt's layers (0.5-1 MiB) and
+// head (1.5 MiB) still in L2: their decode calls measured 20-45 % faster
+// than after 8 MiB of other reads, and one-server plans' per-token
+// predictions were 15-30 % low (docs/results.md). The cost: one quantized
+// copy of the model at a time (half the f32 model's memory, for f16).
+inline std::vector<ProfiledTimes> time_stages(std::span<const model::Stage> teacher, quant::Format format,
+                                              const quant::QuantScheme& scheme, const model::OptConfig& config,
+                                              Eigen::Index prompt, int repetitions,
+                                              const model::RunContext& context) {
+  const std::size_t count = teacher.size();
+  std::vector<model::Stage> quantized;
+  quantized.reserve(count);  // `timed` points into it
+  std::vector<const model::Stage*> timed;
+  std::vector<std::pair<model::StageInput, model::StageInput>> inputs;
+  std::mt19937 rng(7);
+  for (const model::Stage& stage : teacher) {
+    if (stage.has_format(format, scheme)) {
+      timed.push_back(&stage);
+    } else {
+      quantized.push_back(stage);
+      quantized.back().quantize(format, scheme);
+      timed.push_back(&quantized.back());
+    }
+    inputs.push_back(random_inputs(stage, config, prompt, rng));
+  }
+  std::vector<std::vector<double>> prefill(count), decode(count);
+  auto timed_call = [&](std::size_t s, const model::StageInput& input, model::StageState& state) {
     const auto start = std::chrono::steady_clock::now();
-    stage.run(prefill_input, state, context);
-    const auto middle = std::chrono::steady_clock::now();
-    stage.run(decode_input, state, context);
-    const auto stop = std::chrono::steady_clock::now();
+    timed[s]->run(input, state, context);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  for (int r = 0; r <= repetitions; ++r) {
+    std::vector<model::StageState> states(count);
+    std::vector<double> prefill_run(count), decode_run(count);
+    for (std::size_t s = 0; s < count; ++s) prefill_run[s] = timed_call(s, inputs[s].first, states[s]);
+    for (std::size_t s = 0; s < count; ++s) decode_run[s] = timed_call(s, inputs[s].second, states[s]);
     if (r == 0) continue;  // warm-up: caches, page faults, the pool's first wake-up
-    prefill.push_back(std::chrono::duration<double>(middle - start).count());
-    decode.push_back(std::chrono::duration<double>(stop - middle).count());
+    for (std::size_t s = 0; s < count; ++s) {
+      prefill[s].push_back(prefill_run[s]);
+      decode[s].push_back(decode_run[s]);
+    }
   }
-  ProfiledTimes times;
-  times.prefill_seconds = median(std::move(prefill));
-  times.decode_seconds = median(std::move(decode));
+  std::vector<ProfiledTimes> times(count);
+  for (std::size_t s = 0; s < count; ++s) {
+    times[s].prefill_seconds = median(std::move(prefill[s]));
+    times[s].decode_seconds = median(std::move(decode[s]));
+  }
   return times;
 }
 
@@ -130,7 +174,6 @@ inline MeasuredProfile profile_model(const model::OptModel& teacher,
   struct Measured {
     std::size_t weight_bytes;
     quant::MatrixError error;
-    ProfiledTimes times;
   };
   std::vector<std::vector<Measured>> measured(stages.size());
   MeasuredProfile result;
@@ -147,10 +190,14 @@ inline MeasuredProfile profile_model(const model::OptModel& teacher,
       } else {
         student.quantize(format, options.scheme);
       }
-      measured[s].push_back({student.weight_bytes(), calib::stage_error(stage, student, inputs),
-                             detail::time_stage(student, config, options.prompt_tokens, options.repetitions, context)});
+      measured[s].push_back({student.weight_bytes(), calib::stage_error(stage, student, inputs)});
     }
     if (calibration && s + 1 < stages.size()) calibration->advance(stage, context.kernels);
+  }
+  std::vector<std::vector<ProfiledTimes>> times;  // [format][stage]
+  for (const quant::Format format : options.formats) {
+    times.push_back(detail::time_stages(stages, format, options.scheme, config, options.prompt_tokens,
+                                        options.repetitions, context));
   }
 
   Profile& profile = result.profile;
@@ -163,15 +210,15 @@ inline MeasuredProfile profile_model(const model::OptModel& teacher,
     auto& row = profile.times.emplace_back();
     for (std::size_t f = 0; f < options.formats.size(); ++f) {
       const Measured& m = measured[s][f];
-      ProfiledTimes times = m.times;
-      times.weight_bytes = static_cast<double>(m.weight_bytes);
-      times.weight_difference = m.error.weight_difference;
-      times.normalized_weight_difference = m.error.weight_difference / model_size.weight_norm;
+      ProfiledTimes stage_times = times[f][s];
+      stage_times.weight_bytes = static_cast<double>(m.weight_bytes);
+      stage_times.weight_difference = m.error.weight_difference;
+      stage_times.normalized_weight_difference = m.error.weight_difference / model_size.weight_norm;
       if (calibration) {
-        times.output_error = m.error.output_error;
-        times.normalized_output_error = m.error.output_error / model_size.output_energy;
+        stage_times.output_error = m.error.output_error;
+        stage_times.normalized_output_error = m.error.output_error / model_size.output_energy;
       }
-      row[static_cast<std::size_t>(options.formats[f])] = times;
+      row[static_cast<std::size_t>(options.formats[f])] = stage_times;
     }
   }
   return result;
