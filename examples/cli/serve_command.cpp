@@ -6,12 +6,14 @@
 // name of --ranks. Rank 0 also plays the user: it sends the prompts, prints
 // the streamed text and, at the end, the report with every node's
 // measurements. When a node dies or stops answering, rank 0 names it and
-// aborts the job, so that no rank waits forever.
+// ends the job (MpiRouter::stop, or MPI_Abort for a rank that cannot be
+// stopped), so that no rank waits forever.
 
 #include <mpi.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -197,9 +199,12 @@ int serve(const ServeOptions& options) {
       client_done = true;
     });
   }
-  // A rank whose node was told to stop keeps pumping until its report left.
-  router.pump_until([&] { return node_done.load() && client_done.load(); });
+  // A rank whose node was told to stop keeps pumping until its report left;
+  // rank 0 does not wait for its own node when the client gave up on it.
+  auto is_missing = [&](runtime::Address node) { return std::ranges::find(missing, node) != missing.end(); };
+  router.pump_until([&] { return client_done.load() && (node_done.load() || is_missing(self)); });
   if (client_thread.joinable()) client_thread.join();
+  router.close();  // a node still serving (failed, or asked to stop by rank 0) ends here
   node_thread.join();
   if (rank != 0) return 0;
 
@@ -221,10 +226,18 @@ int serve(const ServeOptions& options) {
     print_run(report, *tokenizer, texts, o.json, stream);
   }
   if (!missing.empty()) {
-    // A rank that is silent will never reach MPI_Finalize: end the job.
-    std::fflush(stdout);
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, status == 0 ? 1 : status);
+    status = status == 0 ? 1 : status;
+    std::vector<int> failed_ranks;
+    for (runtime::Address node : missing) {
+      const int failed = rank_of[node];
+      if (failed != 0 && std::ranges::find(failed_ranks, failed) == failed_ranks.end()) failed_ranks.push_back(failed);
+    }
+    // A rank that cannot be stopped will never reach MPI_Finalize: end the job.
+    if (!router.stop(failed_ranks, std::chrono::duration<double>(o.timeout))) {
+      std::fflush(stdout);
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, status);
+    }
   }
   return status;
 }
