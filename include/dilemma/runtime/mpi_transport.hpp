@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -49,14 +50,9 @@ class MpiRouter {
   void pump_until(const std::function<bool()>& done) {
     while (true) {
       if (!stop_requested_) {
-        int asked = 0;
-        MPI_Status status;
-        MPI_Iprobe(MPI_ANY_SOURCE, stop_tag, comm_, &asked, &status);
-        if (asked) {
-          int ignored = 0;
-          MPI_Recv(&ignored, 1, MPI_INT, status.MPI_SOURCE, stop_tag, comm_, MPI_STATUS_IGNORE);
+        if (const auto from = take_stop_message()) {
           stop_requested_ = true;
-          stopped_by_ = status.MPI_SOURCE;
+          stopped_by_ = *from;
         }
       }
       bool busy = false;
@@ -80,15 +76,8 @@ class MpiRouter {
         MPI_Test(&(*it)->request, &finished, MPI_STATUS_IGNORE);
         it = finished ? pending_.erase(it) : it + 1;
       }
-      int arrived = 0;
-      MPI_Status status;
-      MPI_Iprobe(MPI_ANY_SOURCE, data_tag, comm_, &arrived, &status);
-      if (arrived) {
-        int count = 0;
-        MPI_Get_count(&status, MPI_BYTE, &count);
-        std::vector<std::byte> bytes(static_cast<std::size_t>(count));
-        MPI_Recv(bytes.data(), count, MPI_BYTE, status.MPI_SOURCE, data_tag, comm_, MPI_STATUS_IGNORE);
-        local_mailbox(bytes).post(std::move(bytes), Clock::now());
+      if (auto bytes = take_data_message()) {
+        local_mailbox(*bytes).post(std::move(*bytes), Clock::now());
         busy = true;
       }
       if (!busy) {
@@ -124,24 +113,12 @@ class MpiRouter {
     std::size_t acknowledged = 0;
     const auto give_up = Clock::now() + std::chrono::duration_cast<Clock::duration>(timeout);
     while (acknowledged < ranks.size() && Clock::now() < give_up) {
-      int arrived = 0;
-      MPI_Status status;
-      MPI_Iprobe(MPI_ANY_SOURCE, stop_tag, comm_, &arrived, &status);
-      if (arrived) {
-        int ignored = 0;
-        MPI_Recv(&ignored, 1, MPI_INT, status.MPI_SOURCE, stop_tag, comm_, MPI_STATUS_IGNORE);
+      if (take_stop_message()) {
         ++acknowledged;
         continue;
       }
       // What the stopping ranks still send is received and dropped, so that their sends complete.
-      MPI_Iprobe(MPI_ANY_SOURCE, data_tag, comm_, &arrived, &status);
-      if (arrived) {
-        int count = 0;
-        MPI_Get_count(&status, MPI_BYTE, &count);
-        std::vector<std::byte> dropped(static_cast<std::size_t>(count));
-        MPI_Recv(dropped.data(), count, MPI_BYTE, status.MPI_SOURCE, data_tag, comm_, MPI_STATUS_IGNORE);
-        continue;
-      }
+      if (take_data_message()) continue;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     if (acknowledged < ranks.size()) return false;
@@ -170,6 +147,30 @@ class MpiRouter {
   Mailbox& mailbox(Address address) { return *mailboxes_.at(address); }
 
  private:
+  // A stop request or its acknowledgement, if one has arrived: its sender.
+  std::optional<int> take_stop_message() {
+    int arrived = 0;
+    MPI_Status status;
+    MPI_Iprobe(MPI_ANY_SOURCE, stop_tag, comm_, &arrived, &status);
+    if (!arrived) return std::nullopt;
+    int ignored = 0;
+    MPI_Recv(&ignored, 1, MPI_INT, status.MPI_SOURCE, stop_tag, comm_, MPI_STATUS_IGNORE);
+    return status.MPI_SOURCE;
+  }
+
+  // An encoded message, if one has arrived.
+  std::optional<std::vector<std::byte>> take_data_message() {
+    int arrived = 0;
+    MPI_Status status;
+    MPI_Iprobe(MPI_ANY_SOURCE, data_tag, comm_, &arrived, &status);
+    if (!arrived) return std::nullopt;
+    int count = 0;
+    MPI_Get_count(&status, MPI_BYTE, &count);
+    std::vector<std::byte> bytes(static_cast<std::size_t>(count));
+    MPI_Recv(bytes.data(), count, MPI_BYTE, status.MPI_SOURCE, data_tag, comm_, MPI_STATUS_IGNORE);
+    return bytes;
+  }
+
   // The mailbox a received buffer goes to: the one its header names when it
   // is local; otherwise the rank's first, whose endpoint then rejects it as
   // malformed or misrouted.
