@@ -97,13 +97,12 @@ class MpiRouter {
 
   // Rank 0, when nodes failed: asks the ranks that host them to stop pumping
   // (a node still stuck there then ends as close() closes its mailbox) and
-  // waits up to `timeout` for each to acknowledge, which a rank does once
-  // its last send has completed. True if all did: every
-  // rank will reach MPI_Finalize, and the job ends without MPI_Abort, after
-  // which Open MPI 4.1's mpirun sometimes never reaped its exited ranks and
-  // hung (once in the first three runs of the fault test next to two busy
-  // processes). False: a process is gone or stuck, and only MPI_Abort can
-  // end the job.
+  // waits up to `timeout` for each to acknowledge, which a rank does once its
+  // last send has completed. True if all did: every rank will reach
+  // MPI_Finalize, and the job ends without MPI_Abort, after which Open MPI
+  // 4.1's mpirun sometimes never reaped its exited ranks and hung (once in
+  // the first three runs of the fault test next to two busy processes).
+  // False: a process is gone or stuck, and only MPI_Abort can end the job.
   bool stop(const std::vector<int>& ranks, std::chrono::duration<double> timeout) {
     const int request = 0;
     std::vector<MPI_Request> sent(ranks.size(), MPI_REQUEST_NULL);
