@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <fcntl.h>
 #include <spawn.h>
 #include <string>
@@ -38,6 +39,26 @@ inline constexpr auto command_time_limit = std::chrono::seconds(60);
 
 namespace detail {
 
+struct ProcessStat {
+  char state;  // 'Z' for a zombie
+  long session;
+};
+
+// A process's state and session, from /proc/PID/stat ("pid (comm) state ppid
+// pgrp session ..."; comm may hold spaces and parentheses); nothing once the
+// process is gone.
+inline std::optional<ProcessStat> process_stat(pid_t pid) {
+  const std::string stat = read_file(fmt::format("/proc/{}/stat", pid));
+  const std::size_t comm_end = stat.rfind(')');
+  if (comm_end == std::string::npos) return std::nullopt;
+  ProcessStat result{};
+  long ppid = 0, group = 0;
+  if (std::sscanf(stat.c_str() + comm_end + 1, " %c %ld %ld %ld", &result.state, &ppid, &group, &result.session) != 4) {
+    return std::nullopt;
+  }
+  return result;
+}
+
 // The processes of a session, from /proc: mpirun puts every rank in a process
 // group of its own, so a group kill would miss them.
 inline std::vector<pid_t> session_members(pid_t session) {
@@ -45,16 +66,8 @@ inline std::vector<pid_t> session_members(pid_t session) {
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const std::string name = entry.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    // /proc/PID/stat: "pid (comm) state ppid pgrp session ..."; comm may hold spaces and parentheses.
-    const std::string stat = read_file(entry.path() / "stat");
-    const std::size_t comm_end = stat.rfind(')');
-    if (comm_end == std::string::npos) continue;
-    char state = 0;
-    long ppid = 0, group = 0, sid = 0;
-    if (std::sscanf(stat.c_str() + comm_end + 1, " %c %ld %ld %ld", &state, &ppid, &group, &sid) == 4 &&
-        sid == session) {
-      members.push_back(static_cast<pid_t>(std::stol(name)));
-    }
+    const auto pid = static_cast<pid_t>(std::stol(name));
+    if (const auto stat = process_stat(pid); stat && stat->session == session) members.push_back(pid);
   }
   return members;
 }

@@ -14,9 +14,8 @@ namespace {
 
 // Whether the process is gone: exited, or a zombie left to whoever reaps orphans.
 bool ended(pid_t pid) {
-  const std::string stat = dilemma::testing::read_file(fmt::format("/proc/{}/stat", pid));
-  const std::size_t comm_end = stat.rfind(')');
-  return comm_end == std::string::npos || stat.compare(comm_end + 1, 3, " Z ") == 0;
+  const auto stat = dilemma::testing::detail::process_stat(pid);
+  return !stat || stat->state == 'Z';
 }
 
 }  // namespace
