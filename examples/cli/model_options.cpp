@@ -22,6 +22,12 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
   command.add_option("--threads", options.threads, "Threads for the matrix products, the calling one included")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1024u));
+  command
+      .add_option("--activations", options.activations,
+                  "Activations of the int8/int4 weights' products: f32, or int8 (rounded per group; integer dot "
+                  "products, faster, with a small error: docs/kernels.md)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "int8"}));
 }
 
 std::vector<std::string> LoadedModel::format_names() const {
@@ -38,6 +44,7 @@ LoadedModel load_model(const ModelOptions& options) {
     loaded.model.quantize(assignment);
   }
   if (options.threads > 1) loaded.pool = std::make_unique<parallel::ThreadPool>(options.threads);
+  if (options.activations == "int8") loaded.activations = quant::ActivationPrecision::int8;
   return loaded;
 }
 

@@ -1,7 +1,10 @@
-// --formats, --group-size and --threads on generate, logits and eval, and
-// --model pointing at a quantized checkpoint.
+// --formats, --group-size, --threads and --activations on generate, logits
+// and eval, and --model pointing at a quantized checkpoint.
 
 #include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
 
 #include <nlohmann/json.hpp>
 
@@ -41,6 +44,36 @@ TEST_CASE("logits --formats quantizes as the library does, on any number of thre
   const TokenId ids[] = {2, 100, 7, 42};
   const auto logits = model.forward(ids, session, model::Logits::all);
   CHECK(std::equal(written.data.begin(), written.data.end(), logits.data()));
+}
+
+TEST_CASE("logits --activations int8 runs the integer weights on int8 activations, as the library does") {
+  testing::ScratchDir dir;
+  const auto rounded = (dir / "rounded.npy").string();
+  const auto exact = (dir / "exact.npy").string();
+  const std::string args = "logits --model " + tiny_opt() + " --ids 2,100,7,42 --formats " + mixed + " --group-size 32";
+  REQUIRE(run_cli(args + " --activations int8 --out " + rounded).exit_code == 0);
+  REQUIRE(run_cli(args + " --out " + exact).exit_code == 0);
+  const auto written = io::read_npy<float>(rounded);
+
+  auto model = model::OptModel::load(tiny_opt());
+  auto assignment = quant::FormatAssignment::parse(mixed);
+  assignment.set_group_size(32);
+  model.quantize(assignment);
+  model::RunContext context;
+  context.kernels.activations = quant::ActivationPrecision::int8;
+  auto session = model.new_session();
+  const TokenId ids[] = {2, 100, 7, 42};
+  const auto logits = model.forward(ids, session, model::Logits::all, context);
+  CHECK(std::equal(written.data.begin(), written.data.end(), logits.data()));
+  // Rounding the activations changes the logits a little, not a lot.
+  const auto float_activations = io::read_npy<float>(exact).data;
+  REQUIRE(float_activations.size() == written.data.size());
+  float largest = 0.0f;
+  for (std::size_t i = 0; i < written.data.size(); ++i) {
+    largest = std::max(largest, std::abs(written.data[i] - float_activations[i]));
+  }
+  CHECK(largest > 0.0f);
+  CHECK(largest < 0.5f);
 }
 
 TEST_CASE("eval --formats int8 stays within 1% of the f32 loss and reports formats and bytes") {
@@ -87,7 +120,7 @@ TEST_CASE("generate runs a saved quantized checkpoint as it runs the quantized m
         "quantized weights compounds their rounding error)\n");
 }
 
-TEST_CASE("bad --formats, --group-size and --threads are errors that say what is wrong") {
+TEST_CASE("bad --formats, --group-size, --threads and --activations are errors that say what is wrong") {
   const std::string logits = "logits --model " + tiny_opt() + " --ids 2,100 --out /dev/null";
   SUBCASE("an unknown format") {
     const auto run = run_cli(logits + " --formats int3");
@@ -112,6 +145,11 @@ TEST_CASE("bad --formats, --group-size and --threads are errors that say what is
     CHECK(run.exit_code == 1);
     CHECK(run.err == "error: --group-size: group size 40 is not a positive multiple of 32\n");
   }
+  SUBCASE("an unknown activation precision") {
+    const auto run = run_cli(logits + " --activations int4");
+    CHECK(run.exit_code != 0);
+    CHECK(run.err.find("--activations: int4 not in {f32,int8}") != std::string::npos);
+  }
   SUBCASE("a group size without formats, and zero threads") {
     CHECK(run_cli(logits + " --group-size 32").exit_code != 0);
     CHECK(run_cli(logits + " --threads 0").exit_code != 0);
@@ -131,7 +169,7 @@ TEST_CASE("--help of generate, logits and eval documents the model options") {
     CAPTURE(command);
     const auto run = run_cli(command + " --help");
     REQUIRE(run.exit_code == 0);
-    for (const char* option : {"--formats", "--group-size", "--threads", "quantized checkpoint"}) {
+    for (const char* option : {"--formats", "--group-size", "--threads", "--activations", "quantized checkpoint"}) {
       CHECK(run.out.find(option) != std::string::npos);
     }
   }

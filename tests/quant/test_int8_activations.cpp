@@ -3,8 +3,11 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <random>
 #include <span>
 #include <vector>
 
@@ -78,8 +81,33 @@ TEST_CASE("activations are rounded per group to int8 with scale max|x|/127") {
   x[40] = std::numeric_limits<float>::infinity();
   CHECK_THROWS_WITH_AS(quant::quantize_activations(x, 32), "int8 activations: activation 40 is inf, which has no int8 code",
                        Error);
+  x[40] = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_WITH_AS(quant::quantize_activations(x, 32), "int8 activations: activation 40 is nan, which has no int8 code",
+                       Error);
   CHECK_THROWS_WITH_AS(quant::quantize_activations(std::vector<float>(48), 32),
                        "int8 activations: group size 32 does not split 48 activations (at most 65536)", Error);
+}
+
+TEST_CASE("vectorized rounding gives std::round's code for every activation, halfway values included") {
+  std::mt19937 engine(77);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> step(-126, 126);
+  for (const Eigen::Index group : {32, 64, 128}) {
+    std::vector<float> x(static_cast<std::size_t>(4 * group));
+    for (std::size_t c = 0; c < x.size(); ++c) x[c] = normal(engine);
+    // A few activations exactly halfway between two codes of their group's scale.
+    for (std::size_t g = 0; g < 4; ++g) {
+      const std::span<float> values(x.data() + g * static_cast<std::size_t>(group), static_cast<std::size_t>(group));
+      const float magnitude = std::abs(*std::ranges::max_element(values, {}, [](float v) { return std::abs(v); }));
+      for (std::size_t c = 1; c < 6; ++c) values[c] = (static_cast<float>(step(engine)) + 0.5f) * (magnitude / 127.0f);
+    }
+    const auto q = quant::quantize_activations(x, group);
+    for (std::size_t c = 0; c < x.size(); ++c) {
+      CAPTURE(c);
+      const float scale = q.scales[c / static_cast<std::size_t>(group)];
+      CHECK(q.codes[c] == static_cast<std::int8_t>(std::clamp(std::round(x[c] / scale), -127.0f, 127.0f)));
+    }
+  }
 }
 
 TEST_CASE("int8-activation kernels compute Ŵ·x̂ exactly per group, for every kernel set and 1 and 2 threads") {

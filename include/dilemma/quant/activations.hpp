@@ -62,25 +62,31 @@ inline QuantizedActivations quantize_activations(std::span<const float> x, Eigen
   const auto size = static_cast<std::size_t>(group_size);
   QuantizedActivations q{group_size, std::vector<std::int8_t>(x.size()), std::vector<float>(x.size() / size),
                          std::vector<std::int32_t>(x.size() / size)};
+  // Eigen's array expressions vectorize the scan and the rounding (its
+  // round() is half away from zero, as std::round) as long as no cast joins
+  // them, so the rounded values go through a float array first.
+  Eigen::ArrayXf rounded(static_cast<Eigen::Index>(x.size()));
   for (std::size_t g = 0; g < q.scales.size(); ++g) {
-    const std::span<const float> group = x.subspan(g * size, size);
-    float magnitude = 0;
-    for (std::size_t i = 0; i < size; ++i) {
-      if (!std::isfinite(group[i])) {
-        dilemma::detail::fail("int8 activations: activation {} is {}, which has no int8 code", g * size + i,
-                              group[i]);
-      }
-      magnitude = std::max(magnitude, std::abs(group[i]));
+    const auto first = static_cast<Eigen::Index>(g * size);
+    const Eigen::Map<const Eigen::ArrayXf> group(x.data() + first, group_size);
+    const float magnitude = group.abs().maxCoeff<Eigen::PropagateNaN>();
+    if (!std::isfinite(magnitude)) {
+      const auto bad = std::ranges::find_if(x.subspan(g * size, size), [](float v) { return !std::isfinite(v); });
+      dilemma::detail::fail("int8 activations: activation {} is {}, which has no int8 code",
+                            g * size + static_cast<std::size_t>(bad - x.subspan(g * size, size).begin()), *bad);
     }
     const float scale = magnitude / 127.0f;
     q.scales[g] = scale;
-    std::int32_t sum = 0;
-    for (std::size_t i = 0; i < size; ++i) {
-      const float code = scale == 0 ? 0.0f : std::clamp(std::round(group[i] / scale), -127.0f, 127.0f);
-      q.codes[g * size + i] = static_cast<std::int8_t>(code);
-      sum += static_cast<std::int32_t>(code);
+    if (scale == 0) {
+      rounded.segment(first, group_size).setZero();
+    } else {
+      rounded.segment(first, group_size) = (group / scale).round().max(-127.0f).min(127.0f);
     }
-    q.sums[g] = sum;
+  }
+  const Eigen::ArrayXi codes = rounded.cast<int>();
+  Eigen::Map<Eigen::Array<std::int8_t, Eigen::Dynamic, 1>>(q.codes.data(), codes.size()) = codes.cast<std::int8_t>();
+  for (std::size_t g = 0; g < q.sums.size(); ++g) {
+    q.sums[g] = codes.segment(static_cast<Eigen::Index>(g * size), group_size).sum();
   }
   return q;
 }

@@ -6,6 +6,7 @@
 // that lane needs. Plain C++, so that gemv() builds it once per product
 // rather than each chunk of rows again.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -45,11 +46,11 @@ inline Int4StepCodes lay_out_int4_step_codes(const QuantizedActivations& x) {
   codes.first_group.resize(steps);
   for (std::size_t s = 0; s < steps; ++s) {
     codes.first_group[s] = static_cast<Eigen::Index>(s) * int4_step / x.group_size;
-    for (std::size_t j = 0; j < 64; ++j) {
-      // Byte j of the step is byte j % 16 of block j / 16: columns j % 16 and 16 + j % 16 of that block.
-      const std::size_t column = s * int4_step + 32 * (j / 16) + j % 16;
-      codes.low[64 * s + j] = x.codes[column];
-      codes.high[64 * s + j] = x.codes[column + 16];
+    for (std::size_t block = 0; block < 4; ++block) {
+      // Byte b of a block holds columns b and 16 + b of it.
+      const std::int8_t* columns = x.codes.data() + s * int4_step + 32 * block;
+      std::copy_n(columns, 16, codes.low.data() + 64 * s + 16 * block);
+      std::copy_n(columns + 16, 16, codes.high.data() + 64 * s + 16 * block);
     }
     for (std::size_t lane = 0; lane < 16; ++lane) {
       std::int32_t sum = 0;

@@ -283,8 +283,10 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int8_activations(const WeightV
 // groups (G = 32 or 64), or lies inside one group (G a multiple of 128).
 
 // y[r] for r in [r0, r0 + Rows): the steps here, the groups after the last
-// whole step (G = 32 or 64 only) by the kernel above.
-template <int Rows>
+// whole step (G = 32 or 64 only) by the kernel above. Asymmetric is a
+// template parameter because a run-time test inside the row loop made GCC
+// keep the accumulators in memory.
+template <int Rows, bool Asymmetric>
 DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_steps(const WeightView& w, const QuantizedActivations& x,
                                                              const Int4StepCodes& codes, float* y, Eigen::Index r0,
                                                              Eigen::Index ahead) {
@@ -295,35 +297,38 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_steps(const WeightView& w
                                           : _mm512_setzero_si512();
   const auto groups_read = static_cast<__mmask16>(g < int4_step ? (1u << (int4_step / g)) - 1 : 1u);
   const __m512i nibble = _mm512_set1_epi8(0x0F);
-  // Row pointers once: the WeightView accessors divide by the group size.
-  const std::uint8_t* packed_row[Rows];
-  const float* scale_row[Rows];
-  const float* offset_row[Rows];
+  // One base pointer and stride per array rather than a pointer per row: the
+  // WeightView accessors divide by the group size, and eight row pointers
+  // leave GCC too few registers for the loop.
+  const std::uint8_t* const packed = w.int4_row(r0);
+  const float* const scales = w.scales_row(r0);
+  const float* const offsets = Asymmetric ? w.offsets_row(r0) : nullptr;
+  const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
   __m512 total[Rows];
-  for (int i = 0; i < Rows; ++i) {
-    packed_row[i] = w.int4_row(r0 + i);
-    scale_row[i] = w.scales_row(r0 + i);
-    offset_row[i] = w.asymmetric ? w.offsets_row(r0 + i) : nullptr;
-    total[i] = _mm512_setzero_ps();
-  }
+  for (int i = 0; i < Rows; ++i) total[i] = _mm512_setzero_ps();
   for (Eigen::Index s = 0; s < codes.steps; ++s) {
     prefetch_rows<Rows>(w, r0, ahead, 64 * s);
     const auto step = static_cast<std::size_t>(s);
     const __m512i low_codes = _mm512_loadu_si512(codes.low.data() + 64 * step);
     const __m512i high_codes = _mm512_loadu_si512(codes.high.data() + 64 * step);
-    const __m512i bias = w.asymmetric ? _mm512_setzero_si512() : _mm512_loadu_si512(codes.bias.data() + 16 * step);
+    const __m512i bias = Asymmetric ? _mm512_setzero_si512() : _mm512_loadu_si512(codes.bias.data() + 16 * step);
     const __m512 code_scale = _mm512_loadu_ps(codes.scale.data() + 16 * step);
+    const std::uint8_t* const step_bytes = packed + 64 * s;
     const Eigen::Index first_group = codes.first_group[step];
     for (int i = 0; i < Rows; ++i) {
-      const __m512i packed = _mm512_loadu_si512(packed_row[i] + 64 * s);
-      __m512i dot = _mm512_dpbusd_epi32(bias, _mm512_and_si512(packed, nibble), low_codes);
-      dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_srli_epi16(packed, 4), nibble), high_codes);
+      __m512i bytes = _mm512_loadu_si512(step_bytes + i * row_bytes);
+      // Held in a register: otherwise GCC 12 folds the load into both of its
+      // users and, short of address registers, bounces it through the stack
+      // (measured 10-15% slower on cache-resident weights).
+      asm("" : "+v"(bytes));
+      __m512i dot = _mm512_dpbusd_epi32(bias, _mm512_and_si512(bytes, nibble), low_codes);
+      dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble), high_codes);
       const __m512 weight_scale =
-          _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, scale_row[i] + first_group));
+          _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, scales + i * groups + first_group));
       total[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(weight_scale, code_scale), total[i]);
-      if (w.asymmetric) {
+      if constexpr (Asymmetric) {
         const __m512 offset =
-            _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, offset_row[i] + first_group));
+            _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, offsets + i * groups + first_group));
         total[i] = _mm512_fmadd_ps(offset, _mm512_loadu_ps(codes.scaled_sum.data() + 16 * step), total[i]);
       }
     }
@@ -365,9 +370,16 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_rows_int4_steps(const WeightVi
   const Eigen::Index ahead = w.prefetch_rows_ahead();
   Eigen::Index r = begin;
   // Eight rows: 31 GB/s from L3 on Zen 4 against 29 GB/s with four.
-  for (; r + 8 <= end; r += 8) gemv_int4_steps<8>(w, x, codes, y, r, ahead);
-  for (; r + 4 <= end; r += 4) gemv_int4_steps<4>(w, x, codes, y, r, ahead);
-  for (; r < end; ++r) gemv_int4_steps<1>(w, x, codes, y, r, ahead);
+  auto rows = [&]<bool Asymmetric>() {
+    for (; r + 8 <= end; r += 8) gemv_int4_steps<8, Asymmetric>(w, x, codes, y, r, ahead);
+    for (; r + 4 <= end; r += 4) gemv_int4_steps<4, Asymmetric>(w, x, codes, y, r, ahead);
+    for (; r < end; ++r) gemv_int4_steps<1, Asymmetric>(w, x, codes, y, r, ahead);
+  };
+  if (w.asymmetric) {
+    rows.template operator()<true>();
+  } else {
+    rows.template operator()<false>();
+  }
 }
 
 }  // namespace dilemma::quant::detail::avx512
