@@ -37,6 +37,7 @@ struct ProfileOptions {
   std::int64_t prompt_tokens = 128;
   int repetitions = 5;
   unsigned threads = 1;
+  std::string activations = "f32";
   std::string machine;
   std::string out_file;
   bool json = false;
@@ -70,6 +71,7 @@ void run_profile(const ProfileOptions& options) {
   if (options.threads > 1) pool = std::make_unique<parallel::ThreadPool>(options.threads);
   model::RunContext context;
   context.kernels.pool = pool.get();
+  context.kernels.activations = quant::parse_activation_precision(options.activations, "--activations");
 
   std::optional<calibration::StageActivations> activations;
   if (with_text) {
@@ -86,8 +88,9 @@ void run_profile(const ProfileOptions& options) {
   profiler.machine =
       !options.machine.empty()
           ? options.machine
-          : fmt::format("this machine, {} kernels, {} thread{}", quant::kernel_isa_name(context.kernels.isa),
-                        options.threads, options.threads == 1 ? "" : "s");
+          : fmt::format("this machine, {} kernels, {} thread{}, {} activations",
+                        quant::kernel_isa_name(context.kernels.isa), options.threads, options.threads == 1 ? "" : "s",
+                        quant::activation_precision_name(context.kernels.activations));
   profiler.on_stage = [](const model::Stage& stage) { fmt::print(stderr, "profiling {} ...\n", stage.name()); };
   const cost::MeasuredProfile measured = cost::profile_model(teacher, std::move(activations), profiler, context);
 
@@ -157,6 +160,10 @@ void add_profile_command(CLI::App& app) {
   command->add_option("--threads", options->threads, "Threads for the matrix products, the calling one included")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1024u));
+  command->add_option("--activations", options->activations,
+                      "Activations of the int8/int4 products timed: f32, or int8 (for plans run with --activations int8)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "int8"}));
   command->add_option("--machine", options->machine, "Name of this machine in the profile");
   command->add_option("--out", options->out_file, "Write the profile JSON to this file");
   command->add_flag("--json", options->json, "Print the profile JSON instead of a table");

@@ -95,6 +95,7 @@ void run_run(const RunCommandOptions& options, char** argv) {
   run.scheme = scheme_of(o);
   run.generation = {o.new_tokens, !o.no_stop_at_eos};
   run.wire = runtime::parse_wire_format(o.wire, "--wire");
+  run.activations = quant::parse_activation_precision(o.activations, "--activations");
   run.requests_in_flight = o.in_flight;
   run.timeout_seconds = o.timeout;
   run.emulate_speed = !options.no_emulate_speed;

@@ -30,6 +30,7 @@ struct RuntimeCliOptions {
   bool no_stop_at_eos = false;
   std::size_t in_flight = 1;
   std::string wire = "f32";
+  std::string activations = "f32";
   std::int64_t group_size = 64;
   bool int4_asymmetric = false;
   double timeout = 10.0;
@@ -62,6 +63,11 @@ inline void add_runtime_options(CLI::App& command, RuntimeCliOptions& options) {
       ->check(CLI::PositiveNumber);
   command.add_option("--wire", options.wire, "Activations on the wire: f32 (exact) or f16 (half the bytes)")
       ->capture_default_str();
+  command.add_option("--activations", options.activations,
+                     "Activations of the int8/int4 stages' products: f32, or int8 (faster; profile the plan's costs "
+                     "with the same setting)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "int8"}));
   command.add_option("--group-size", options.group_size, "Group size of integer formats (as the plan was made with)")
       ->capture_default_str();
   command.add_flag("--int4-asymmetric", options.int4_asymmetric, "int4 with per-group offsets");

@@ -104,6 +104,7 @@ int serve(const ServeOptions& options) {
   std::vector<model::Stage> stages;
   std::optional<runtime::Fault> fault;
   runtime::WireFormat wire = runtime::WireFormat::f32;
+  quant::ActivationPrecision activations = quant::ActivationPrecision::f32;
   bool ok = true;
   try {
     plan = plan::Plan::load(o.plan_file);
@@ -112,6 +113,7 @@ int serve(const ServeOptions& options) {
     texts = prompt_texts(o);
     for (const std::string& text : texts) prompts.push_back(tokenizer->encode(text));
     wire = runtime::parse_wire_format(o.wire, "--wire");
+    activations = quant::parse_activation_precision(o.activations, "--activations");
     runtime::RequestShape shape;
     for (const auto& prompt : prompts) {
       shape.prompt_tokens = std::max<std::int64_t>(shape.prompt_tokens, static_cast<std::int64_t>(prompt.size()));
@@ -146,6 +148,7 @@ int serve(const ServeOptions& options) {
   runtime::NodeOptions node_options;
   node_options.generation = {o.new_tokens, !o.no_stop_at_eos};
   node_options.wire = wire;
+  node_options.context.kernels.activations = activations;
   node_options.emulate_speed = false;  // real servers run at their own speed
   runtime::Node node(*deployment, self, std::move(stages), node_options);
   std::unique_ptr<runtime::Endpoint> node_endpoint = router.endpoint(self, deployment->label(self));

@@ -120,6 +120,12 @@ TEST_CASE("profile writes every stage × format as the planner's cost::Profile r
   const auto layer = nlohmann::json::parse(plain.out).at("stages").at("layer.0").at("int8");
   CHECK(layer.contains("normalized_weight_difference"));
   CHECK(!layer.contains("output_error"));
+  // Timed with int8 activations, for plans run that way; the profile says so.
+  const auto rounded = run_cli("profile --model " + tiny_opt() +
+                               " --formats int8 --group-size 32 --prompt-tokens 4 --repetitions 1 --activations int8 --json");
+  REQUIRE(rounded.exit_code == 0);
+  CHECK(rounded.out.find("1 thread, int8 activations") != std::string::npos);
+  CHECK(plain.out.find("1 thread, f32 activations") != std::string::npos);
 }
 
 TEST_CASE("profile errors name the option") {
@@ -137,4 +143,7 @@ TEST_CASE("profile errors name the option") {
         "max_position_embeddings (256)\n");
   CHECK(error("--repetitions 0") == "error: --repetitions: expected at least 1, got 0\n");
   CHECK(error("--group-size 48") == "error: --group-size: group size 48 is not a positive multiple of 32\n");
+  const auto activations = run_cli("profile --model " + tiny_opt() + " --activations int4");
+  CHECK(activations.exit_code != 0);
+  CHECK(activations.err.find("--activations: int4 not in {f32,int8}") != std::string::npos);
 }

@@ -84,6 +84,10 @@ TEST_CASE("activations are rounded per group to int8 with scale max|x|/127") {
   x[40] = std::numeric_limits<float>::quiet_NaN();
   CHECK_THROWS_WITH_AS(quant::quantize_activations(x, 32), "int8 activations: activation 40 is nan, which has no int8 code",
                        Error);
+  CHECK(quant::parse_activation_precision("int8", "--activations") == quant::ActivationPrecision::int8);
+  CHECK(quant::parse_activation_precision("f32", "--activations") == quant::ActivationPrecision::f32);
+  CHECK_THROWS_WITH_AS(quant::parse_activation_precision("int4", "--activations"),
+                       "--activations: unknown activation precision \"int4\" (expected f32 or int8)", Error);
   CHECK_THROWS_WITH_AS(quant::quantize_activations(std::vector<float>(48), 32),
                        "int8 activations: group size 32 does not split 48 activations (at most 65536)", Error);
 }

@@ -37,6 +37,27 @@ TEST_CASE("dilemma run answers with the single-process model's tokens and report
   CHECK(json["completion_seconds"]["measured"].get<double>() > 0.0);
 }
 
+TEST_CASE("dilemma run --activations int8 gives the tokens of the single-process model with int8 activations") {
+  testing::ScratchDir dir;
+  const auto run =
+      testing::run_cli("run " + common_args(dir) + " --prompt 'The University of' --new-tokens 5 --activations int8 --json");
+  REQUIRE_MESSAGE(run.exit_code == 0, run.err);
+  auto model = model::OptModel::load(testing::tiny_opt());
+  const auto formats = testing::split3_formats();
+  for (std::size_t s = 0; s < formats.size(); ++s) model.stages()[s].quantize(formats[s], testing::test_scheme());
+  generation::GenerationOptions options;
+  options.max_new_tokens = 5;
+  options.stop_at_eos = false;
+  options.run_context.kernels.activations = quant::ActivationPrecision::int8;
+  const auto prompt = text::BpeTokenizer::load(testing::tiny_opt()).encode("The University of");
+  CHECK(nlohmann::json::parse(run.out)["requests"][0]["tokens"].get<std::vector<TokenId>>() ==
+        generation::generate(model, prompt, options).tokens);
+
+  const auto bad = testing::run_cli("run " + common_args(dir) + " --prompt 'The' --activations int4");
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.err.find("--activations: int4 not in {f32,int8}") != std::string::npos);
+}
+
 TEST_CASE("dilemma run streams the text and prints the table; several requests run pipelined") {
   testing::ScratchDir dir;
   const auto single = testing::run_cli("run " + common_args(dir) + " --prompt 'The University of' --new-tokens 4");

@@ -32,6 +32,13 @@ inline constexpr std::string_view activation_precision_name(ActivationPrecision 
   return precision == ActivationPrecision::int8 ? "int8" : "f32";
 }
 
+// "f32" or "int8"; `what` names the setting in the error.
+inline ActivationPrecision parse_activation_precision(std::string_view name, std::string_view what) {
+  if (name == "f32") return ActivationPrecision::f32;
+  if (name == "int8") return ActivationPrecision::int8;
+  dilemma::detail::fail("{}: unknown activation precision \"{}\" (expected f32 or int8)", what, name);
+}
+
 // Groups larger than this could overflow the int32 sum of 255 · 127 products.
 inline constexpr Eigen::Index max_int8_activation_group = 65536;
 

@@ -44,6 +44,8 @@ struct RunOptions {
   quant::QuantScheme scheme;             // layout of integer formats (must match the plan's sizes)
   GenerationSettings generation;         // greedy; every request alike
   WireFormat wire = WireFormat::f32;
+  // Of the integer stages' products (quant/activations.hpp); profile the plan's costs the same way.
+  quant::ActivationPrecision activations = quant::ActivationPrecision::f32;
   std::size_t requests_in_flight = 1;    // 1 = latency mode; more = throughput mode
   double timeout_seconds = 10.0;         // silence after which the nodes are pinged, and the ping's deadline
   bool emulate_speed = true;             // stretch compute by each server's speed_factor
@@ -86,6 +88,7 @@ inline RunReport run_plan(const std::filesystem::path& model_dir, const plan::Pl
   node_options.generation = options.generation;
   node_options.wire = options.wire;
   node_options.emulate_speed = options.emulate_speed;
+  node_options.context.kernels.activations = options.activations;
   std::vector<std::unique_ptr<Node>> nodes;
   for (Address address : addresses) {
     nodes.push_back(std::make_unique<Node>(deployment, address, load_node_stages(checkpoint, deployment, address),
