@@ -44,7 +44,7 @@ LoadedModel load_model(const ModelOptions& options) {
     loaded.model.quantize(assignment);
   }
   if (options.threads > 1) loaded.pool = std::make_unique<parallel::ThreadPool>(options.threads);
-  if (options.activations == "int8") loaded.activations = quant::ActivationPrecision::int8;
+  loaded.activations = quant::parse_activation_precision(options.activations, "--activations");
   return loaded;
 }
 
