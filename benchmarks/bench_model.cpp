@@ -118,8 +118,7 @@ ModelRun measure_model(std::string name, std::string format, std::string source,
   std::optional<parallel::ThreadPool> pool;
   model::RunContext context;
   if (settings.threads > 1) context.kernels.pool = &pool.emplace(settings.threads);
-  context.kernels.activations =
-      settings.activations == "int8" ? quant::ActivationPrecision::int8 : quant::ActivationPrecision::f32;
+  context.kernels.activations = quant::parse_activation_precision(settings.activations, "--activations");
   std::mt19937_64 rng(settings.seed);
   const auto prompt = token_ids(settings.prompt_tokens, config.vocab_size, rng);
   const auto continuation = token_ids(settings.decode_tokens, config.vocab_size, rng);

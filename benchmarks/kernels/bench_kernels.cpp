@@ -474,7 +474,7 @@ void run(const Settings& settings, const std::string& command_line) {
   for (const auto& name : settings.kernels) isas.push_back(quant::kernel_isa_from_setting(name));
   std::vector<ActivationPrecision> activation_modes;
   for (const auto& name : settings.activations) {
-    activation_modes.push_back(name == "int8" ? ActivationPrecision::int8 : ActivationPrecision::f32);
+    activation_modes.push_back(quant::parse_activation_precision(name, "--activations"));
   }
   const QuantScheme scheme{.group_size = settings.group_size, .int4_asymmetric = settings.asymmetric};
   const std::size_t working_set = settings.working_set_mib << 20;

@@ -21,8 +21,21 @@ using testing::tiny_opt;
 
 namespace {
 
-
 const std::string mixed = "int8,int4,int4,f16,int8,int8,int4,int4,f32,int8";
+std::string logits_args() {
+  return "logits --model " + tiny_opt() + " --ids 2,100,7,42 --formats " + mixed + " --group-size 32";
+}
+
+// What the library computes for logits_args().
+model::Matrix library_logits(const model::RunContext& context = {}) {
+  auto model = model::OptModel::load(tiny_opt());
+  auto assignment = quant::FormatAssignment::parse(mixed);
+  assignment.set_group_size(32);
+  model.quantize(assignment);
+  auto session = model.new_session();
+  const TokenId ids[] = {2, 100, 7, 42};
+  return model.forward(ids, session, model::Logits::all, context);
+}
 
 }  // namespace
 
@@ -30,19 +43,11 @@ TEST_CASE("logits --formats quantizes as the library does, on any number of thre
   testing::ScratchDir dir;
   const auto one = (dir / "one.npy").string();
   const auto two = (dir / "two.npy").string();
-  const std::string args = "logits --model " + tiny_opt() + " --ids 2,100,7,42 --formats " + mixed + " --group-size 32";
-  REQUIRE(run_cli(args + " --out " + one).exit_code == 0);
-  REQUIRE(run_cli(args + " --threads 2 --out " + two).exit_code == 0);
+  REQUIRE(run_cli(logits_args() + " --out " + one).exit_code == 0);
+  REQUIRE(run_cli(logits_args() + " --threads 2 --out " + two).exit_code == 0);
   const auto written = io::read_npy<float>(one);
   CHECK(written.data == io::read_npy<float>(two).data);
-
-  auto model = model::OptModel::load(tiny_opt());
-  auto assignment = quant::FormatAssignment::parse(mixed);
-  assignment.set_group_size(32);
-  model.quantize(assignment);
-  auto session = model.new_session();
-  const TokenId ids[] = {2, 100, 7, 42};
-  const auto logits = model.forward(ids, session, model::Logits::all);
+  const auto logits = library_logits();
   CHECK(std::equal(written.data.begin(), written.data.end(), logits.data()));
 }
 
@@ -50,20 +55,12 @@ TEST_CASE("logits --activations int8 runs the integer weights on int8 activation
   testing::ScratchDir dir;
   const auto rounded = (dir / "rounded.npy").string();
   const auto exact = (dir / "exact.npy").string();
-  const std::string args = "logits --model " + tiny_opt() + " --ids 2,100,7,42 --formats " + mixed + " --group-size 32";
-  REQUIRE(run_cli(args + " --activations int8 --out " + rounded).exit_code == 0);
-  REQUIRE(run_cli(args + " --out " + exact).exit_code == 0);
+  REQUIRE(run_cli(logits_args() + " --activations int8 --out " + rounded).exit_code == 0);
+  REQUIRE(run_cli(logits_args() + " --out " + exact).exit_code == 0);
   const auto written = io::read_npy<float>(rounded);
-
-  auto model = model::OptModel::load(tiny_opt());
-  auto assignment = quant::FormatAssignment::parse(mixed);
-  assignment.set_group_size(32);
-  model.quantize(assignment);
   model::RunContext context;
   context.kernels.activations = quant::ActivationPrecision::int8;
-  auto session = model.new_session();
-  const TokenId ids[] = {2, 100, 7, 42};
-  const auto logits = model.forward(ids, session, model::Logits::all, context);
+  const auto logits = library_logits(context);
   CHECK(std::equal(written.data.begin(), written.data.end(), logits.data()));
   // Rounding the activations changes the logits a little, not a lot.
   const auto float_activations = io::read_npy<float>(exact).data;

@@ -86,20 +86,22 @@ inline std::vector<quant::Format> split3_formats() {
 // Greedy tokens of the same model in one process, each stage in its format.
 inline std::vector<std::vector<TokenId>> single_process_tokens(const std::vector<std::vector<TokenId>>& prompts,
                                                                const std::vector<quant::Format>& formats,
-                                                               int new_tokens) {
+                                                               int new_tokens, const model::RunContext& context = {}) {
   auto model = model::OptModel::load(tiny_opt());
   for (std::size_t s = 0; s < formats.size(); ++s) model.stages()[s].quantize(formats[s], test_scheme());
   generation::GenerationOptions options;
   options.max_new_tokens = new_tokens;
   options.stop_at_eos = false;
+  options.run_context = context;
   std::vector<std::vector<TokenId>> tokens;
   for (const auto& prompt : prompts) tokens.push_back(generation::generate(model, prompt, options).tokens);
   return tokens;
 }
 
 inline std::vector<TokenId> single_process_tokens(const std::vector<TokenId>& prompt,
-                                                  const std::vector<quant::Format>& formats, int new_tokens) {
-  return single_process_tokens(std::vector<std::vector<TokenId>>{prompt}, formats, new_tokens).front();
+                                                  const std::vector<quant::Format>& formats, int new_tokens,
+                                                  const model::RunContext& context = {}) {
+  return single_process_tokens(std::vector<std::vector<TokenId>>{prompt}, formats, new_tokens, context).front();
 }
 
 inline std::vector<TokenId> test_prompt(int variant = 0) {

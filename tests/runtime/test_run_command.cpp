@@ -42,16 +42,11 @@ TEST_CASE("dilemma run --activations int8 gives the tokens of the single-process
   const auto run =
       testing::run_cli("run " + common_args(dir) + " --prompt 'The University of' --new-tokens 5 --activations int8 --json");
   REQUIRE_MESSAGE(run.exit_code == 0, run.err);
-  auto model = model::OptModel::load(testing::tiny_opt());
-  const auto formats = testing::split3_formats();
-  for (std::size_t s = 0; s < formats.size(); ++s) model.stages()[s].quantize(formats[s], testing::test_scheme());
-  generation::GenerationOptions options;
-  options.max_new_tokens = 5;
-  options.stop_at_eos = false;
-  options.run_context.kernels.activations = quant::ActivationPrecision::int8;
+  model::RunContext context;
+  context.kernels.activations = quant::ActivationPrecision::int8;
   const auto prompt = text::BpeTokenizer::load(testing::tiny_opt()).encode("The University of");
   CHECK(nlohmann::json::parse(run.out)["requests"][0]["tokens"].get<std::vector<TokenId>>() ==
-        generation::generate(model, prompt, options).tokens);
+        testing::single_process_tokens(prompt, testing::split3_formats(), 5, context));
 
   const auto bad = testing::run_cli("run " + common_args(dir) + " --prompt 'The' --activations int4");
   CHECK(bad.exit_code != 0);

@@ -78,9 +78,10 @@ inline QuantizedActivations quantize_activations(std::span<const float> x, Eigen
     const Eigen::Map<const Eigen::ArrayXf> group(x.data() + first, group_size);
     const float magnitude = group.abs().maxCoeff<Eigen::PropagateNaN>();
     if (!std::isfinite(magnitude)) {
-      const auto bad = std::ranges::find_if(x.subspan(g * size, size), [](float v) { return !std::isfinite(v); });
+      const std::span<const float> values = x.subspan(g * size, size);
+      const auto bad = std::ranges::find_if(values, [](float v) { return !std::isfinite(v); });
       dilemma::detail::fail("int8 activations: activation {} is {}, which has no int8 code",
-                            g * size + static_cast<std::size_t>(bad - x.subspan(g * size, size).begin()), *bad);
+                            g * size + static_cast<std::size_t>(bad - values.begin()), *bad);
     }
     const float scale = magnitude / 127.0f;
     q.scales[g] = scale;
