@@ -4,12 +4,13 @@
 // (see kernel_isa.hpp). Weights are widened to float in registers and never
 // written to memory in the matrix–vector product.
 //
-// Rows are processed `Rows` at a time so that every load of x serves several
-// rows. Integer kernels accumulate Σ code·x per group in one register per row
-// and apply the group's scale once per group, not once per weight; int4 works
-// on unsigned nibbles u (ŵ = scale·u + offset, offset = −8·scale when
-// symmetric), so the offset contributes offset·Σx with the precomputed group
-// sums of x.
+// Rows are processed one at a time, so that the weights are one linear stream
+// (kernels_avx512.hpp's gemv_rows says why), except int4's four, which its
+// decoding limits more than the stream. Integer kernels accumulate Σ code·x
+// per group and apply the group's scale once per group, not once per weight;
+// int4 works on unsigned nibbles u (ŵ = scale·u + offset, offset = −8·scale
+// when symmetric), so the offset contributes offset·Σx with the precomputed
+// group sums of x.
 
 #include "dilemma/quant/kernel_isa.hpp"
 
@@ -73,50 +74,63 @@ DILEMMA_QUANT_TARGET_AVX2 __attribute__((always_inline)) inline void prefetch_ro
   for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * w.row_bytes(), 0, 3);
 }
 
-template <Format F, int Rows>
-DILEMMA_QUANT_TARGET_AVX2 inline void gemv_float(const WeightView& w, const float* x, float* y, Eigen::Index r0,
+// One row at a time, as in kernels_avx512.hpp (gemv_rows there says why),
+// with four independent accumulators.
+
+template <Format F>
+DILEMMA_QUANT_TARGET_AVX2 inline __m256 load_float_weights(const WeightView& w, Eigen::Index r, Eigen::Index c) {
+  if constexpr (F == Format::f32) {
+    return _mm256_loadu_ps(w.f32_row(r) + c);
+  } else {
+    return load_f16x8(w.f16_row(r) + c);
+  }
+}
+
+template <Format F>
+DILEMMA_QUANT_TARGET_AVX2 inline void gemv_float(const WeightView& w, const float* x, float* y, Eigen::Index r,
                                                  Eigen::Index ahead) {
   constexpr Eigen::Index weight_bytes = F == Format::f32 ? 4 : 2;
-  __m256 acc[Rows];
-  for (int i = 0; i < Rows; ++i) acc[i] = _mm256_setzero_ps();
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   Eigen::Index c = 0;
+  for (; c + 32 <= w.cols; c += 32) {
+    for (Eigen::Index line = 0; line < 32 * weight_bytes; line += 64) {
+      prefetch_rows<1>(w, r, ahead, c * weight_bytes + line);
+    }
+    for (int k = 0; k < 4; ++k) {
+      acc[k] = _mm256_fmadd_ps(load_float_weights<F>(w, r, c + 8 * k), _mm256_loadu_ps(x + c + 8 * k), acc[k]);
+    }
+  }
   for (; c + 8 <= w.cols; c += 8) {
-    if (c * weight_bytes % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c * weight_bytes);
-    const __m256 xv = _mm256_loadu_ps(x + c);
-    for (int i = 0; i < Rows; ++i) {
-      const __m256 wv = F == Format::f32 ? _mm256_loadu_ps(w.f32_row(r0 + i) + c) : load_f16x8(w.f16_row(r0 + i) + c);
-      acc[i] = _mm256_fmadd_ps(wv, xv, acc[i]);
-    }
+    acc[0] = _mm256_fmadd_ps(load_float_weights<F>(w, r, c), _mm256_loadu_ps(x + c), acc[0]);
   }
-  for (int i = 0; i < Rows; ++i) {
-    float sum = horizontal_sum(acc[i]);
-    for (Eigen::Index t = c; t < w.cols; ++t) {
-      sum += (F == Format::f32 ? w.f32_row(r0 + i)[t] : f16_bits_to_f32(w.f16_row(r0 + i)[t])) * x[t];
-    }
-    y[r0 + i] = sum;
-  }
+  float sum = horizontal_sum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  for (; c < w.cols; ++c) sum += (F == Format::f32 ? w.f32_row(r)[c] : f16_bits_to_f32(w.f16_row(r)[c])) * x[c];
+  y[r] = sum;
 }
 
-template <int Rows>
-DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int8(const WeightView& w, const float* x, float* y, Eigen::Index r0,
+// Groups are multiples of 32 columns: four 8-column chunks per step, summed
+// once per group.
+DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int8(const WeightView& w, const float* x, float* y, Eigen::Index r,
                                                 Eigen::Index ahead) {
-  __m256 total[Rows];
-  for (int i = 0; i < Rows; ++i) total[i] = _mm256_setzero_ps();
+  const std::int8_t* const row = w.int8_row(r);
+  __m256 total = _mm256_setzero_ps();
   for (Eigen::Index g = 0; g < w.groups(); ++g) {
-    __m256 dot[Rows];
-    for (int i = 0; i < Rows; ++i) dot[i] = _mm256_setzero_ps();
-    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += 8) {
-      if (c % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c);
-      const __m256 xv = _mm256_loadu_ps(x + c);
-      for (int i = 0; i < Rows; ++i) dot[i] = _mm256_fmadd_ps(load_int8x8(w.int8_row(r0 + i) + c), xv, dot[i]);
+    __m256 dot[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += 32) {
+      if (c % 64 == 0) prefetch_rows<1>(w, r, ahead, c);
+      for (int k = 0; k < 4; ++k) {
+        dot[k] = _mm256_fmadd_ps(load_int8x8(row + c + 8 * k), _mm256_loadu_ps(x + c + 8 * k), dot[k]);
+      }
     }
-    for (int i = 0; i < Rows; ++i) {
-      total[i] = _mm256_fmadd_ps(dot[i], _mm256_set1_ps(w.scales_row(r0 + i)[g]), total[i]);
-    }
+    const __m256 sum = _mm256_add_ps(_mm256_add_ps(dot[0], dot[1]), _mm256_add_ps(dot[2], dot[3]));
+    total = _mm256_fmadd_ps(sum, _mm256_set1_ps(w.scales_row(r)[g]), total);
   }
-  for (int i = 0; i < Rows; ++i) y[r0 + i] = horizontal_sum(total[i]);
+  y[r] = horizontal_sum(total);
 }
 
+// Rows rows at a time, sharing each load of x: unlike the other formats,
+// int4 measured faster with four rows than with one (its decoding, not the
+// memory stream, limits it: docs/performance.md, "One row at a time").
 template <int Rows>
 DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int4(const WeightView& w, const float* x, const float* group_sums, float* y,
                                                 Eigen::Index r0, Eigen::Index ahead) {
@@ -148,25 +162,22 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int4(const WeightView& w, const float
   for (int i = 0; i < Rows; ++i) y[r0 + i] = horizontal_sum(total[i]) + offset_terms[i];
 }
 
-template <int Rows>
-DILEMMA_QUANT_TARGET_AVX2 inline void gemv_block(const WeightView& w, const float* x, const float* group_sums, float* y,
-                                                 Eigen::Index r0, Eigen::Index ahead) {
-  switch (w.format) {
-    case Format::f32: gemv_float<Format::f32, Rows>(w, x, y, r0, ahead); return;
-    case Format::f16: gemv_float<Format::f16, Rows>(w, x, y, r0, ahead); return;
-    case Format::int8: gemv_int8<Rows>(w, x, y, r0, ahead); return;
-    case Format::int4: gemv_int4<Rows>(w, x, group_sums, y, r0, ahead); return;
-  }
-}
-
 // y[r] for r in [begin, end); `group_sums` is Σ x over each group (integer formats).
 DILEMMA_QUANT_TARGET_AVX2 inline void gemv_rows(const WeightView& w, const float* x, const float* group_sums, float* y,
                                                 Eigen::Index begin, Eigen::Index end) {
-  constexpr int rows_at_once = 4;
   const Eigen::Index ahead = w.prefetch_rows_ahead();
   Eigen::Index r = begin;
-  for (; r + rows_at_once <= end; r += rows_at_once) gemv_block<rows_at_once>(w, x, group_sums, y, r, ahead);
-  for (; r < end; ++r) gemv_block<1>(w, x, group_sums, y, r, ahead);
+  if (w.format == Format::int4) {
+    for (; r + 4 <= end; r += 4) gemv_int4<4>(w, x, group_sums, y, r, ahead);
+  }
+  for (; r < end; ++r) {
+    switch (w.format) {
+      case Format::f32: gemv_float<Format::f32>(w, x, y, r, ahead); break;
+      case Format::f16: gemv_float<Format::f16>(w, x, y, r, ahead); break;
+      case Format::int8: gemv_int8(w, x, y, r, ahead); break;
+      case Format::int4: gemv_int4<1>(w, x, group_sums, y, r, ahead); break;
+    }
+  }
 }
 
 // Rows [begin, end) of Ŵ into `out`, row-major [(end − begin) × cols].
@@ -225,6 +236,8 @@ DILEMMA_QUANT_TARGET_AVX2 inline __m256i dot_signed_codes(__m256i weights, __m25
   return dot_unsigned_codes(_mm256_abs_epi8(weights), _mm256_sign_epi8(codes, weights));
 }
 
+// y[r] for r in [r0, r0 + Rows): int8 weights one row at a time, int4 four
+// (as gemv_rows, measured).
 template <Format F, int Rows>
 DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int8_activations(const WeightView& w, const QuantizedActivations& x, float* y,
                                                             Eigen::Index r0, Eigen::Index ahead) {
@@ -264,14 +277,12 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int8_activations(const WeightView& w,
 // y[r] = Σ_c ŵ[r][c] · x̂_c for r in [begin, end), integer weights only.
 DILEMMA_QUANT_TARGET_AVX2 inline void gemv_rows_int8_activations(const WeightView& w, const QuantizedActivations& x,
                                                                  float* y, Eigen::Index begin, Eigen::Index end) {
-  constexpr int rows_at_once = 4;
   const Eigen::Index ahead = w.prefetch_rows_ahead();
   Eigen::Index r = begin;
   if (w.format == Format::int8) {
-    for (; r + rows_at_once <= end; r += rows_at_once) gemv_int8_activations<Format::int8, rows_at_once>(w, x, y, r, ahead);
     for (; r < end; ++r) gemv_int8_activations<Format::int8, 1>(w, x, y, r, ahead);
   } else {
-    for (; r + rows_at_once <= end; r += rows_at_once) gemv_int8_activations<Format::int4, rows_at_once>(w, x, y, r, ahead);
+    for (; r + 4 <= end; r += 4) gemv_int8_activations<Format::int4, 4>(w, x, y, r, ahead);
     for (; r < end; ++r) gemv_int8_activations<Format::int4, 1>(w, x, y, r, ahead);
   }
 }

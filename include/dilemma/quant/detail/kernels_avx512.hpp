@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include <Eigen/Core>
 
@@ -86,106 +87,109 @@ DILEMMA_QUANT_TARGET_AVX512 inline Int4Block decode_int4_block(const std::uint8_
   return {_mm512_permutexvar_ps(bytes, table), _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), table)};
 }
 
-// Prefetches the cache line at byte `offset` of rows r0 + ahead … r0 + ahead
-// + Rows − 1 (see WeightView::prefetch_rows_ahead) when they all exist; the
-// last blocks of a matrix go without. Always inlined: GCC finds a function
-// whose only effect is a prefetch free of side effects and deletes its calls.
-template <int Rows>
-DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline void prefetch_rows(const WeightView& w,
-                                                                                     Eigen::Index r0,
-                                                                                     Eigen::Index ahead,
-                                                                                     Eigen::Index offset) {
-  if (r0 + ahead + Rows > w.rows) return;
-  const char* first = static_cast<const char*>(w.data) + (r0 + ahead) * w.row_bytes() + offset;
-  for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * w.row_bytes(), 0, 3);
+// Prefetches the cache line at byte `offset` of row r + ahead (see
+// WeightView::prefetch_rows_ahead) when it exists. Always inlined: GCC finds
+// a function whose only effect is a prefetch free of side effects and deletes
+// its calls.
+DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline void prefetch_row_ahead(const WeightView& w,
+                                                                                          Eigen::Index r,
+                                                                                          Eigen::Index ahead,
+                                                                                          Eigen::Index offset) {
+  if (r + ahead >= w.rows) return;
+  __builtin_prefetch(static_cast<const char*>(w.data) + (r + ahead) * w.row_bytes() + offset, 0, 3);
 }
 
-template <Format F, int Rows>
-DILEMMA_QUANT_TARGET_AVX512 inline void gemv_float(const WeightView& w, const float* x, float* y, Eigen::Index r0,
+// One row at a time, so that the weights are read as one linear stream: the
+// hardware prefetcher follows it at full speed, where the same bytes read as
+// two or more interleaved row streams came at half the bandwidth on this
+// project's Zen 4 host (docs/performance.md, "One row at a time"). x stays in
+// L1, so reloading it for every row costs loads, not memory traffic. Each
+// kernel keeps four independent accumulators: a single FMA chain would wait
+// on the FMA latency at every step.
+
+template <Format F>
+DILEMMA_QUANT_TARGET_AVX512 inline void gemv_float(const WeightView& w, const float* x, float* y, Eigen::Index r,
                                                    Eigen::Index ahead) {
   constexpr Eigen::Index weight_bytes = F == Format::f32 ? 4 : 2;
-  __m512 acc[Rows];
-  for (int i = 0; i < Rows; ++i) acc[i] = _mm512_setzero_ps();
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
   Eigen::Index c = 0;
+  for (; c + 64 <= w.cols; c += 64) {
+    for (Eigen::Index line = 0; line < 64 * weight_bytes; line += 64) prefetch_row_ahead(w, r, ahead, c * weight_bytes + line);
+    for (int k = 0; k < 4; ++k) {
+      acc[k] = _mm512_fmadd_ps(load_float_weights<F>(w, r, c + 16 * k), _mm512_loadu_ps(x + c + 16 * k), acc[k]);
+    }
+  }
   for (; c + 16 <= w.cols; c += 16) {
-    if (c * weight_bytes % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c * weight_bytes);
-    const __m512 xv = _mm512_loadu_ps(x + c);
-    for (int i = 0; i < Rows; ++i) acc[i] = _mm512_fmadd_ps(load_float_weights<F>(w, r0 + i, c), xv, acc[i]);
+    acc[0] = _mm512_fmadd_ps(load_float_weights<F>(w, r, c), _mm512_loadu_ps(x + c), acc[0]);
   }
   if (c < w.cols) {
     const __mmask16 mask = tail_mask(w.cols - c);
-    const __m512 xv = _mm512_maskz_loadu_ps(mask, x + c);
-    for (int i = 0; i < Rows; ++i) acc[i] = _mm512_fmadd_ps(load_float_weights<F>(w, r0 + i, c, mask), xv, acc[i]);
+    acc[1] = _mm512_fmadd_ps(load_float_weights<F>(w, r, c, mask), _mm512_maskz_loadu_ps(mask, x + c), acc[1]);
   }
-  for (int i = 0; i < Rows; ++i) y[r0 + i] = _mm512_reduce_add_ps(acc[i]);
+  y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 
-template <int Rows>
-DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int8(const WeightView& w, const float* x, float* y, Eigen::Index r0,
+// Groups are multiples of 32 columns; 64 at a time where the group size
+// allows, into four accumulators summed once per group.
+DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int8(const WeightView& w, const float* x, float* y, Eigen::Index r,
                                                   Eigen::Index ahead) {
-  __m512 total[Rows];
-  for (int i = 0; i < Rows; ++i) total[i] = _mm512_setzero_ps();
+  const std::int8_t* const row = w.int8_row(r);
+  const float* const scales = w.scales_row(r);
+  const bool by_64 = w.group_size % 64 == 0;
+  __m512 total = _mm512_setzero_ps();
   for (Eigen::Index g = 0; g < w.groups(); ++g) {
-    __m512 dot[Rows];
-    for (int i = 0; i < Rows; ++i) dot[i] = _mm512_setzero_ps();
-    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += 16) {
-      if (c % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c);
-      const __m512 xv = _mm512_loadu_ps(x + c);
-      for (int i = 0; i < Rows; ++i) dot[i] = _mm512_fmadd_ps(load_int8x16(w.int8_row(r0 + i) + c), xv, dot[i]);
-    }
-    for (int i = 0; i < Rows; ++i) {
-      total[i] = _mm512_fmadd_ps(dot[i], _mm512_set1_ps(w.scales_row(r0 + i)[g]), total[i]);
-    }
-  }
-  for (int i = 0; i < Rows; ++i) y[r0 + i] = _mm512_reduce_add_ps(total[i]);
-}
-
-template <int Rows>
-DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4(const WeightView& w, const float* x, float* y, Eigen::Index r0,
-                                                  Eigen::Index ahead) {
-  // Two accumulators per row (low and high half of each block) keep enough
-  // independent FMA chains in flight.
-  __m512 low_sum[Rows];
-  __m512 high_sum[Rows];
-  for (int i = 0; i < Rows; ++i) low_sum[i] = high_sum[i] = _mm512_setzero_ps();
-  for (Eigen::Index g = 0; g < w.groups(); ++g) {
-    __m512 table[Rows];
-    for (int i = 0; i < Rows; ++i) table[i] = int4_table(w.scales_row(r0 + i)[g], w.int4_offset(r0 + i, g));
-    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += int4_block) {
-      if (c % 128 == 0) prefetch_rows<Rows>(w, r0, ahead, c / 2);
-      const __m512 x_low = _mm512_loadu_ps(x + c);
-      const __m512 x_high = _mm512_loadu_ps(x + c + 16);
-      for (int i = 0; i < Rows; ++i) {
-        const Int4Block block = decode_int4_block(w.int4_row(r0 + i) + c / 2, table[i]);
-        low_sum[i] = _mm512_fmadd_ps(block.low, x_low, low_sum[i]);
-        high_sum[i] = _mm512_fmadd_ps(block.high, x_high, high_sum[i]);
+    __m512 dot0 = _mm512_setzero_ps(), dot1 = _mm512_setzero_ps();
+    __m512 dot2 = _mm512_setzero_ps(), dot3 = _mm512_setzero_ps();
+    const Eigen::Index end = (g + 1) * w.group_size;
+    for (Eigen::Index c = g * w.group_size; c < end; c += by_64 ? 64 : 32) {
+      if (c % 64 == 0) prefetch_row_ahead(w, r, ahead, c);
+      dot0 = _mm512_fmadd_ps(load_int8x16(row + c), _mm512_loadu_ps(x + c), dot0);
+      dot1 = _mm512_fmadd_ps(load_int8x16(row + c + 16), _mm512_loadu_ps(x + c + 16), dot1);
+      if (by_64) {
+        dot2 = _mm512_fmadd_ps(load_int8x16(row + c + 32), _mm512_loadu_ps(x + c + 32), dot2);
+        dot3 = _mm512_fmadd_ps(load_int8x16(row + c + 48), _mm512_loadu_ps(x + c + 48), dot3);
       }
     }
+    const __m512 sum = _mm512_add_ps(_mm512_add_ps(dot0, dot1), _mm512_add_ps(dot2, dot3));
+    total = _mm512_fmadd_ps(sum, _mm512_set1_ps(scales[g]), total);
   }
-  for (int i = 0; i < Rows; ++i) y[r0 + i] = _mm512_reduce_add_ps(_mm512_add_ps(low_sum[i], high_sum[i]));
+  y[r] = _mm512_reduce_add_ps(total);
 }
 
-template <int Rows>
-DILEMMA_QUANT_TARGET_AVX512 inline void gemv_block(const WeightView& w, const float* x, float* y, Eigen::Index r0,
-                                                   Eigen::Index ahead) {
-  switch (w.format) {
-    case Format::f32: gemv_float<Format::f32, Rows>(w, x, y, r0, ahead); return;
-    case Format::f16: gemv_float<Format::f16, Rows>(w, x, y, r0, ahead); return;
-    case Format::int8: gemv_int8<Rows>(w, x, y, r0, ahead); return;
-    case Format::int4: gemv_int4<Rows>(w, x, y, r0, ahead); return;
+// The group's table holds its scale and offset, so blocks need no per-group
+// pass. Consecutive blocks alternate between two pairs of accumulators (the
+// swap is a register renaming).
+DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4(const WeightView& w, const float* x, float* y, Eigen::Index r,
+                                                  Eigen::Index ahead) {
+  const std::uint8_t* const row = w.int4_row(r);
+  __m512 low = _mm512_setzero_ps(), high = _mm512_setzero_ps();
+  __m512 other_low = _mm512_setzero_ps(), other_high = _mm512_setzero_ps();
+  for (Eigen::Index g = 0; g < w.groups(); ++g) {
+    const __m512 table = int4_table(w.scales_row(r)[g], w.int4_offset(r, g));
+    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += int4_block) {
+      if (c % 128 == 0) prefetch_row_ahead(w, r, ahead, c / 2);
+      const Int4Block block = decode_int4_block(row + c / 2, table);
+      low = _mm512_fmadd_ps(block.low, _mm512_loadu_ps(x + c), low);
+      high = _mm512_fmadd_ps(block.high, _mm512_loadu_ps(x + c + 16), high);
+      std::swap(low, other_low);
+      std::swap(high, other_high);
+    }
   }
+  y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(low, high), _mm512_add_ps(other_low, other_high)));
 }
 
 // y[r] for r in [begin, end).
 DILEMMA_QUANT_TARGET_AVX512 inline void gemv_rows(const WeightView& w, const float* x, float* y, Eigen::Index begin,
                                                   Eigen::Index end) {
-  // Eight rows share each load of x and keep eight independent FMA chains
-  // busy; measured 20% faster than four for int8 on Zen 5, the same for the rest.
   const Eigen::Index ahead = w.prefetch_rows_ahead();
-  Eigen::Index r = begin;
-  for (; r + 8 <= end; r += 8) gemv_block<8>(w, x, y, r, ahead);
-  for (; r + 4 <= end; r += 4) gemv_block<4>(w, x, y, r, ahead);
-  for (; r < end; ++r) gemv_block<1>(w, x, y, r, ahead);
+  for (Eigen::Index r = begin; r < end; ++r) {
+    switch (w.format) {
+      case Format::f32: gemv_float<Format::f32>(w, x, y, r, ahead); break;
+      case Format::f16: gemv_float<Format::f16>(w, x, y, r, ahead); break;
+      case Format::int8: gemv_int8(w, x, y, r, ahead); break;
+      case Format::int4: gemv_int4(w, x, y, r, ahead); break;
+    }
+  }
 }
 
 // Rows [begin, end) of Ŵ into `out`, row-major [(end − begin) × cols].
@@ -229,46 +233,105 @@ DILEMMA_QUANT_TARGET_AVX512 inline void dequantize_rows(const WeightView& w, Eig
 //
 // vpdpbusd multiplies unsigned bytes with signed bytes and adds groups of four
 // products into int32 lanes in one instruction. int4 codes are unsigned
-// nibbles already; int8 weights move their sign to the activation codes as
-// in the AVX2 kernel. 256-bit registers: one int4 block (32 weights) is one
+// nibbles already. 256-bit registers: one int4 block (32 weights) is one
 // register, so any group size that is a multiple of 32 needs no reordering.
+// One row at a time, as gemv_rows.
 
-// y[r] for r in [r0, r0 + Rows), over groups first_group … groups − 1 only.
-template <Format F, int Rows>
-DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int8_activations(const WeightView& w, const QuantizedActivations& x,
-                                                                   float* y, Eigen::Index r0, Eigen::Index ahead,
-                                                                   Eigen::Index first_group = 0) {
-  __m256 total[Rows];
-  float offset_terms[Rows] = {};
-  for (int i = 0; i < Rows; ++i) total[i] = _mm256_setzero_ps();
+// y[r] over groups first_group … groups − 1 only.
+DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_int8_activations(const WeightView& w,
+                                                                        const QuantizedActivations& x, float* y,
+                                                                        Eigen::Index r, Eigen::Index ahead,
+                                                                        Eigen::Index first_group = 0) {
+  const std::uint8_t* const row = w.int4_row(r);
+  __m256 total = _mm256_setzero_ps();
+  float offset_term = 0.0f;
   for (Eigen::Index g = first_group; g < w.groups(); ++g) {
     const auto group = static_cast<std::size_t>(g);
-    __m256i dot[Rows];
-    for (int i = 0; i < Rows; ++i) dot[i] = _mm256_setzero_si256();
+    __m256i dot = _mm256_setzero_si256();
     for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += int4_block) {
+      if (c % 128 == 0) prefetch_row_ahead(w, r, ahead, c / 2);
       const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.codes.data() + c));
-      if constexpr (F == Format::int8) {
-        if (c % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c);
-        for (int i = 0; i < Rows; ++i) {
-          const __m256i weights = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.int8_row(r0 + i) + c));
-          dot[i] = _mm256_dpbusd_epi32(dot[i], _mm256_abs_epi8(weights), _mm256_sign_epi8(codes, weights));
-        }
-      } else {
-        if (c % 128 == 0) prefetch_rows<Rows>(w, r0, ahead, c / 2);
-        for (int i = 0; i < Rows; ++i) {
-          dot[i] = _mm256_dpbusd_epi32(dot[i], avx2::int4_block_bytes(w.int4_row(r0 + i) + c / 2), codes);
-        }
-      }
+      dot = _mm256_dpbusd_epi32(dot, avx2::int4_block_bytes(row + c / 2), codes);
     }
-    for (int i = 0; i < Rows; ++i) {
-      const __m256 scale = _mm256_set1_ps(w.scales_row(r0 + i)[g] * x.scales[group]);
-      total[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i]), scale, total[i]);
-      if constexpr (F == Format::int4) {
-        offset_terms[i] += w.int4_offset(r0 + i, g) * x.scales[group] * static_cast<float>(x.sums[group]);
-      }
-    }
+    total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(w.scales_row(r)[g] * x.scales[group]), total);
+    offset_term += w.int4_offset(r, g) * x.scales[group] * static_cast<float>(x.sums[group]);
   }
-  for (int i = 0; i < Rows; ++i) y[r0 + i] = avx2::horizontal_sum(total[i]) + offset_terms[i];
+  y[r] = avx2::horizontal_sum(total) + offset_term;
+}
+
+// ---- int8 weights, int8 activations, one unsigned operand by a bias ----
+//
+// vpdpbusd wants one operand unsigned. The kernel above makes the weights
+// unsigned with vpabsb and moves their signs to the codes with vpsignb: four
+// instructions per 32 weights. Flipping each weight byte's top bit instead
+// (w ^ 0x80 = w + 128 as an unsigned byte) costs one, with the load folded in,
+// and Σ (w + 128)·q = Σ w·q + 128·Σq is corrected by the group's code sum,
+// which the activations carry: the dot products stay exact in int32 (at most
+// 255·127·65536 < 2^31 in magnitude, the largest group of activations). Bits
+// is 512 (64 weights per instruction; G a multiple of 64) or 256 (32; any G,
+// a multiple of 32).
+
+template <int Bits>
+struct ByteVector;
+
+template <>
+struct ByteVector<512> {
+  static constexpr Eigen::Index bytes = 64;
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m512i load(const void* p) { return _mm512_loadu_si512(p); }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m512i top_bits() { return _mm512_set1_epi8(static_cast<char>(0x80)); }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m512i flip(__m512i a, __m512i b) { return _mm512_xor_si512(a, b); }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m512i first_lane(std::int32_t v) { return _mm512_maskz_set1_epi32(1, v); }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m512i dot(__m512i acc, __m512i u, __m512i s) {
+    return _mm512_dpbusd_epi32(acc, u, s);
+  }
+  // total + float(dot) · scale, in float lanes
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m512 scale_add(__m512i dot, float scale, __m512 total) {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(scale), total);
+  }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m512 zero_floats() { return _mm512_setzero_ps(); }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static float sum(__m512 v) { return _mm512_reduce_add_ps(v); }
+};
+
+template <>
+struct ByteVector<256> {
+  static constexpr Eigen::Index bytes = 32;
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m256i load(const void* p) {
+    return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+  }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m256i top_bits() { return _mm256_set1_epi8(static_cast<char>(0x80)); }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m256i flip(__m256i a, __m256i b) { return _mm256_xor_si256(a, b); }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m256i first_lane(std::int32_t v) { return _mm256_maskz_set1_epi32(1, v); }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m256i dot(__m256i acc, __m256i u, __m256i s) {
+    return _mm256_dpbusd_epi32(acc, u, s);
+  }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m256 scale_add(__m256i dot, float scale, __m256 total) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(scale), total);
+  }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m256 zero_floats() { return _mm256_setzero_ps(); }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static float sum(__m256 v) { return avx2::horizontal_sum(v); }
+};
+
+// y[r], one row (see gemv_rows).
+template <int Bits>
+DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int8_weights_biased(const WeightView& w,
+                                                                      const QuantizedActivations& x, float* y,
+                                                                      Eigen::Index r, Eigen::Index ahead) {
+  using V = ByteVector<Bits>;
+  const auto top_bits = V::top_bits();
+  const std::int8_t* const row = w.int8_row(r);
+  const float* const scales = w.scales_row(r);
+  decltype(V::zero_floats()) total = V::zero_floats();
+  for (Eigen::Index g = 0; g < w.groups(); ++g) {
+    const auto group = static_cast<std::size_t>(g);
+    // The dot product starts from −128·Σq, the bias's share, so that it sums Σ w·q exactly in int32.
+    auto dot = V::first_lane(-128 * x.sums[group]);
+    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += V::bytes) {
+      if (c % 64 == 0) prefetch_row_ahead(w, r, ahead, c);
+      dot = V::dot(dot, V::flip(V::load(row + c), top_bits), V::load(x.codes.data() + c));
+    }
+    total = V::scale_add(dot, scales[g] * x.scales[group], total);
+  }
+  y[r] = V::sum(total);
 }
 
 // ---- int4 weights, int8 activations, 128 columns per step ----
@@ -282,13 +345,13 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int8_activations(const WeightV
 // lane l takes the scale of that block's group: a step spans 128/G whole
 // groups (G = 32 or 64), or lies inside one group (G a multiple of 128).
 
-// y[r] for r in [r0, r0 + Rows): the steps here, the groups after the last
-// whole step (G = 32 or 64 only) by the kernel above. Asymmetric is a
+// y[r]: the steps here, the groups after the last whole step (G = 32 or 64
+// only) by gemv_int4_int8_activations. Asymmetric is a
 // template parameter because a run-time test inside the row loop made GCC
 // keep the accumulators in memory.
-template <int Rows, bool Asymmetric>
+template <bool Asymmetric>
 DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_steps(const WeightView& w, const QuantizedActivations& x,
-                                                             const Int4StepCodes& codes, float* y, Eigen::Index r0,
+                                                             const Int4StepCodes& codes, float* y, Eigen::Index r,
                                                              Eigen::Index ahead) {
   const Eigen::Index g = w.group_size;
   // Lane l's group, relative to the step's first group, and how many groups a step reads.
@@ -297,68 +360,55 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_steps(const WeightView& w
                                           : _mm512_setzero_si512();
   const auto groups_read = static_cast<__mmask16>(g < int4_step ? (1u << (int4_step / g)) - 1 : 1u);
   const __m512i nibble = _mm512_set1_epi8(0x0F);
-  // One base pointer and stride per array rather than a pointer per row: the
-  // WeightView accessors divide by the group size, and eight row pointers
-  // leave GCC too few registers for the loop.
-  const std::uint8_t* const packed = w.int4_row(r0);
-  const float* const scales = w.scales_row(r0);
-  const float* const offsets = Asymmetric ? w.offsets_row(r0) : nullptr;
-  const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
-  __m512 total[Rows];
-  for (int i = 0; i < Rows; ++i) total[i] = _mm512_setzero_ps();
+  // Row pointers taken once: the WeightView accessors divide by the group size.
+  const std::uint8_t* const packed = w.int4_row(r);
+  const float* const scales = w.scales_row(r);
+  const float* const offsets = Asymmetric ? w.offsets_row(r) : nullptr;
+  __m512 total = _mm512_setzero_ps();
   for (Eigen::Index s = 0; s < codes.steps; ++s) {
-    prefetch_rows<Rows>(w, r0, ahead, 64 * s);
+    prefetch_row_ahead(w, r, ahead, 64 * s);
     const auto step = static_cast<std::size_t>(s);
     const __m512i low_codes = _mm512_loadu_si512(codes.low.data() + 64 * step);
     const __m512i high_codes = _mm512_loadu_si512(codes.high.data() + 64 * step);
     const __m512i bias = Asymmetric ? _mm512_setzero_si512() : _mm512_loadu_si512(codes.bias.data() + 16 * step);
     const __m512 code_scale = _mm512_loadu_ps(codes.scale.data() + 16 * step);
-    const std::uint8_t* const step_bytes = packed + 64 * s;
     const Eigen::Index first_group = codes.first_group[step];
-    for (int i = 0; i < Rows; ++i) {
-      __m512i bytes = _mm512_loadu_si512(step_bytes + i * row_bytes);
-      // Held in a register: otherwise GCC 12 folds the load into both of its
-      // users and, short of address registers, bounces it through the stack
-      // (measured 10-15% slower on cache-resident weights).
-      asm("" : "+v"(bytes));
-      __m512i dot = _mm512_dpbusd_epi32(bias, _mm512_and_si512(bytes, nibble), low_codes);
-      dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble), high_codes);
-      const __m512 weight_scale =
-          _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, scales + i * groups + first_group));
-      total[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(weight_scale, code_scale), total[i]);
-      if constexpr (Asymmetric) {
-        const __m512 offset =
-            _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, offsets + i * groups + first_group));
-        total[i] = _mm512_fmadd_ps(offset, _mm512_loadu_ps(codes.scaled_sum.data() + 16 * step), total[i]);
-      }
+    __m512i bytes = _mm512_loadu_si512(packed + 64 * s);
+    // Held in a register: otherwise GCC 12 folds the load into both of its
+    // users (measured 10-15% slower on cache-resident weights).
+    asm("" : "+v"(bytes));
+    __m512i dot = _mm512_dpbusd_epi32(bias, _mm512_and_si512(bytes, nibble), low_codes);
+    dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble), high_codes);
+    const __m512 weight_scale =
+        _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, scales + first_group));
+    total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(weight_scale, code_scale), total);
+    if constexpr (Asymmetric) {
+      const __m512 offset = _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, offsets + first_group));
+      total = _mm512_fmadd_ps(offset, _mm512_loadu_ps(codes.scaled_sum.data() + 16 * step), total);
     }
   }
   const Eigen::Index tail_group = codes.steps * int4_step / g;
   if (tail_group < w.groups()) {
-    gemv_int8_activations<Format::int4, Rows>(w, x, y, r0, ahead, tail_group);
+    gemv_int4_int8_activations(w, x, y, r, ahead, tail_group);
   } else {
-    for (int i = 0; i < Rows; ++i) y[r0 + i] = 0.0f;
+    y[r] = 0.0f;
   }
-  for (int i = 0; i < Rows; ++i) y[r0 + i] += _mm512_reduce_add_ps(total[i]);
+  y[r] += _mm512_reduce_add_ps(total);
 }
 
 // y[r] = Σ_c ŵ[r][c] · x̂_c for r in [begin, end), integer weights only.
 DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_rows_int8_activations(const WeightView& w,
                                                                         const QuantizedActivations& x, float* y,
                                                                         Eigen::Index begin, Eigen::Index end) {
-  constexpr int rows_at_once = 4;
   const Eigen::Index ahead = w.prefetch_rows_ahead();
-  Eigen::Index r = begin;
-  if (w.format == Format::int8) {
-    for (; r + rows_at_once <= end; r += rows_at_once) {
-      gemv_int8_activations<Format::int8, rows_at_once>(w, x, y, r, ahead);
+  for (Eigen::Index r = begin; r < end; ++r) {
+    if (w.format == Format::int4) {
+      gemv_int4_int8_activations(w, x, y, r, ahead);
+    } else if (w.group_size % 64 == 0) {
+      gemv_int8_weights_biased<512>(w, x, y, r, ahead);
+    } else {
+      gemv_int8_weights_biased<256>(w, x, y, r, ahead);
     }
-    for (; r < end; ++r) gemv_int8_activations<Format::int8, 1>(w, x, y, r, ahead);
-  } else {
-    for (; r + rows_at_once <= end; r += rows_at_once) {
-      gemv_int8_activations<Format::int4, rows_at_once>(w, x, y, r, ahead);
-    }
-    for (; r < end; ++r) gemv_int8_activations<Format::int4, 1>(w, x, y, r, ahead);
   }
 }
 
@@ -368,17 +418,12 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_rows_int4_steps(const WeightVi
                                                                   const Int4StepCodes& codes, float* y,
                                                                   Eigen::Index begin, Eigen::Index end) {
   const Eigen::Index ahead = w.prefetch_rows_ahead();
-  Eigen::Index r = begin;
-  // Eight rows: 31 GB/s from L3 on Zen 4 against 29 GB/s with four.
-  auto rows = [&]<bool Asymmetric>() {
-    for (; r + 8 <= end; r += 8) gemv_int4_steps<8, Asymmetric>(w, x, codes, y, r, ahead);
-    for (; r + 4 <= end; r += 4) gemv_int4_steps<4, Asymmetric>(w, x, codes, y, r, ahead);
-    for (; r < end; ++r) gemv_int4_steps<1, Asymmetric>(w, x, codes, y, r, ahead);
-  };
-  if (w.asymmetric) {
-    rows.template operator()<true>();
-  } else {
-    rows.template operator()<false>();
+  for (Eigen::Index r = begin; r < end; ++r) {
+    if (w.asymmetric) {
+      gemv_int4_steps<true>(w, x, codes, y, r, ahead);
+    } else {
+      gemv_int4_steps<false>(w, x, codes, y, r, ahead);
+    }
   }
 }
 
