@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <utility>
 
 #include <Eigen/Core>
 
@@ -87,25 +86,27 @@ DILEMMA_QUANT_TARGET_AVX512 inline Int4Block decode_int4_block(const std::uint8_
   return {_mm512_permutexvar_ps(bytes, table), _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), table)};
 }
 
-// Prefetches the cache line at byte `offset` of row r + ahead (see
-// WeightView::prefetch_rows_ahead) when it exists. Always inlined: GCC finds
-// a function whose only effect is a prefetch free of side effects and deletes
-// its calls.
-DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline void prefetch_row_ahead(const WeightView& w,
-                                                                                          Eigen::Index r,
-                                                                                          Eigen::Index ahead,
-                                                                                          Eigen::Index offset) {
-  if (r + ahead >= w.rows) return;
-  __builtin_prefetch(static_cast<const char*>(w.data) + (r + ahead) * w.row_bytes() + offset, 0, 3);
+// Prefetches the cache line at byte `offset` of rows r0 + ahead … r0 + ahead
+// + Rows − 1 (see WeightView::prefetch_rows_ahead) when they all exist; the
+// last blocks of a matrix go without. Always inlined: GCC finds a function
+// whose only effect is a prefetch free of side effects and deletes its calls.
+template <int Rows>
+DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline void prefetch_rows(const WeightView& w,
+                                                                                     Eigen::Index r0,
+                                                                                     Eigen::Index ahead,
+                                                                                     Eigen::Index offset) {
+  if (r0 + ahead + Rows > w.rows) return;
+  const char* first = static_cast<const char*>(w.data) + (r0 + ahead) * w.row_bytes() + offset;
+  for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * w.row_bytes(), 0, 3);
 }
 
 // One row at a time, so that the weights are read as one linear stream: the
 // hardware prefetcher follows it at full speed, where the same bytes read as
-// two or more interleaved row streams came at half the bandwidth on this
-// project's Zen 4 host (docs/performance.md, "One row at a time"). x stays in
-// L1, so reloading it for every row costs loads, not memory traffic. Each
-// kernel keeps four independent accumulators: a single FMA chain would wait
-// on the FMA latency at every step.
+// two or more interleaved streams of short rows came at half the bandwidth on
+// this project's Zen 4 host (docs/performance.md, "One row at a time"). x
+// stays in L1, so reloading it for every row costs loads, not memory traffic.
+// Each kernel keeps four independent accumulators: a single FMA chain would
+// wait on the FMA latency at every step.
 
 template <Format F>
 DILEMMA_QUANT_TARGET_AVX512 inline void gemv_float(const WeightView& w, const float* x, float* y, Eigen::Index r,
@@ -114,7 +115,9 @@ DILEMMA_QUANT_TARGET_AVX512 inline void gemv_float(const WeightView& w, const fl
   __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
   Eigen::Index c = 0;
   for (; c + 64 <= w.cols; c += 64) {
-    for (Eigen::Index line = 0; line < 64 * weight_bytes; line += 64) prefetch_row_ahead(w, r, ahead, c * weight_bytes + line);
+    for (Eigen::Index line = 0; line < 64 * weight_bytes; line += 64) {
+      prefetch_rows<1>(w, r, ahead, c * weight_bytes + line);
+    }
     for (int k = 0; k < 4; ++k) {
       acc[k] = _mm512_fmadd_ps(load_float_weights<F>(w, r, c + 16 * k), _mm512_loadu_ps(x + c + 16 * k), acc[k]);
     }
@@ -142,7 +145,7 @@ DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int8(const WeightView& w, const flo
     __m512 dot2 = _mm512_setzero_ps(), dot3 = _mm512_setzero_ps();
     const Eigen::Index end = (g + 1) * w.group_size;
     for (Eigen::Index c = g * w.group_size; c < end; c += by_64 ? 64 : 32) {
-      if (c % 64 == 0) prefetch_row_ahead(w, r, ahead, c);
+      if (c % 64 == 0) prefetch_rows<1>(w, r, ahead, c);
       dot0 = _mm512_fmadd_ps(load_int8x16(row + c), _mm512_loadu_ps(x + c), dot0);
       dot1 = _mm512_fmadd_ps(load_int8x16(row + c + 16), _mm512_loadu_ps(x + c + 16), dot1);
       if (by_64) {
@@ -156,38 +159,105 @@ DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int8(const WeightView& w, const flo
   y[r] = _mm512_reduce_add_ps(total);
 }
 
-// The group's table holds its scale and offset, so blocks need no per-group
-// pass. Consecutive blocks alternate between two pairs of accumulators (the
-// swap is a register renaming).
-DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4(const WeightView& w, const float* x, float* y, Eigen::Index r,
-                                                  Eigen::Index ahead) {
-  const std::uint8_t* const row = w.int4_row(r);
-  __m512 low = _mm512_setzero_ps(), high = _mm512_setzero_ps();
-  __m512 other_low = _mm512_setzero_ps(), other_high = _mm512_setzero_ps();
+// Several rows that share each load of x: `Rows` interleaved streams, which
+// read DRAM more slowly than one (above), but where x is long (fc2's 4096
+// columns: 16 KiB of floats) or the decoding is the bottleneck (int4), the
+// loads of x they save weigh more (measured, docs/performance.md).
+
+template <Format F, int Rows>
+DILEMMA_QUANT_TARGET_AVX512 inline void gemv_float_block(const WeightView& w, const float* x, float* y, Eigen::Index r0,
+                                                         Eigen::Index ahead) {
+  constexpr Eigen::Index weight_bytes = F == Format::f32 ? 4 : 2;
+  __m512 acc[Rows];
+  for (int i = 0; i < Rows; ++i) acc[i] = _mm512_setzero_ps();
+  Eigen::Index c = 0;
+  for (; c + 16 <= w.cols; c += 16) {
+    if (c * weight_bytes % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c * weight_bytes);
+    const __m512 xv = _mm512_loadu_ps(x + c);
+    for (int i = 0; i < Rows; ++i) acc[i] = _mm512_fmadd_ps(load_float_weights<F>(w, r0 + i, c), xv, acc[i]);
+  }
+  if (c < w.cols) {
+    const __mmask16 mask = tail_mask(w.cols - c);
+    const __m512 xv = _mm512_maskz_loadu_ps(mask, x + c);
+    for (int i = 0; i < Rows; ++i) acc[i] = _mm512_fmadd_ps(load_float_weights<F>(w, r0 + i, c, mask), xv, acc[i]);
+  }
+  for (int i = 0; i < Rows; ++i) y[r0 + i] = _mm512_reduce_add_ps(acc[i]);
+}
+
+template <int Rows>
+DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int8_block(const WeightView& w, const float* x, float* y, Eigen::Index r0,
+                                                        Eigen::Index ahead) {
+  __m512 total[Rows];
+  for (int i = 0; i < Rows; ++i) total[i] = _mm512_setzero_ps();
   for (Eigen::Index g = 0; g < w.groups(); ++g) {
-    const __m512 table = int4_table(w.scales_row(r)[g], w.int4_offset(r, g));
-    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += int4_block) {
-      if (c % 128 == 0) prefetch_row_ahead(w, r, ahead, c / 2);
-      const Int4Block block = decode_int4_block(row + c / 2, table);
-      low = _mm512_fmadd_ps(block.low, _mm512_loadu_ps(x + c), low);
-      high = _mm512_fmadd_ps(block.high, _mm512_loadu_ps(x + c + 16), high);
-      std::swap(low, other_low);
-      std::swap(high, other_high);
+    __m512 dot[Rows];
+    for (int i = 0; i < Rows; ++i) dot[i] = _mm512_setzero_ps();
+    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += 16) {
+      if (c % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c);
+      const __m512 xv = _mm512_loadu_ps(x + c);
+      for (int i = 0; i < Rows; ++i) dot[i] = _mm512_fmadd_ps(load_int8x16(w.int8_row(r0 + i) + c), xv, dot[i]);
+    }
+    for (int i = 0; i < Rows; ++i) {
+      total[i] = _mm512_fmadd_ps(dot[i], _mm512_set1_ps(w.scales_row(r0 + i)[g]), total[i]);
     }
   }
-  y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(low, high), _mm512_add_ps(other_low, other_high)));
+  for (int i = 0; i < Rows; ++i) y[r0 + i] = _mm512_reduce_add_ps(total[i]);
+}
+
+template <int Rows>
+DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4_block(const WeightView& w, const float* x, float* y, Eigen::Index r0,
+                                                        Eigen::Index ahead) {
+  // Two accumulators per row (low and high half of each block) keep enough
+  // independent FMA chains in flight.
+  __m512 low_sum[Rows];
+  __m512 high_sum[Rows];
+  for (int i = 0; i < Rows; ++i) low_sum[i] = high_sum[i] = _mm512_setzero_ps();
+  for (Eigen::Index g = 0; g < w.groups(); ++g) {
+    __m512 table[Rows];
+    for (int i = 0; i < Rows; ++i) table[i] = int4_table(w.scales_row(r0 + i)[g], w.int4_offset(r0 + i, g));
+    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += int4_block) {
+      if (c % 128 == 0) prefetch_rows<Rows>(w, r0, ahead, c / 2);
+      const __m512 x_low = _mm512_loadu_ps(x + c);
+      const __m512 x_high = _mm512_loadu_ps(x + c + 16);
+      for (int i = 0; i < Rows; ++i) {
+        const Int4Block block = decode_int4_block(w.int4_row(r0 + i) + c / 2, table[i]);
+        low_sum[i] = _mm512_fmadd_ps(block.low, x_low, low_sum[i]);
+        high_sum[i] = _mm512_fmadd_ps(block.high, x_high, high_sum[i]);
+      }
+    }
+  }
+  for (int i = 0; i < Rows; ++i) y[r0 + i] = _mm512_reduce_add_ps(_mm512_add_ps(low_sum[i], high_sum[i]));
+}
+
+template <int Rows>
+DILEMMA_QUANT_TARGET_AVX512 inline void gemv_block(const WeightView& w, const float* x, float* y, Eigen::Index r0,
+                                                   Eigen::Index ahead) {
+  switch (w.format) {
+    case Format::f32: gemv_float_block<Format::f32, Rows>(w, x, y, r0, ahead); return;
+    case Format::f16: gemv_float_block<Format::f16, Rows>(w, x, y, r0, ahead); return;
+    case Format::int8: gemv_int8_block<Rows>(w, x, y, r0, ahead); return;
+    case Format::int4: gemv_int4_block<Rows>(w, x, y, r0, ahead); return;
+  }
 }
 
 // y[r] for r in [begin, end).
 DILEMMA_QUANT_TARGET_AVX512 inline void gemv_rows(const WeightView& w, const float* x, float* y, Eigen::Index begin,
                                                   Eigen::Index end) {
   const Eigen::Index ahead = w.prefetch_rows_ahead();
-  for (Eigen::Index r = begin; r < end; ++r) {
-    switch (w.format) {
-      case Format::f32: gemv_float<Format::f32>(w, x, y, r, ahead); break;
-      case Format::f16: gemv_float<Format::f16>(w, x, y, r, ahead); break;
-      case Format::int8: gemv_int8(w, x, y, r, ahead); break;
-      case Format::int4: gemv_int4(w, x, y, r, ahead); break;
+  Eigen::Index r = begin;
+  if (w.format == Format::int4 || w.cols >= 2048) {
+    for (; r + 8 <= end; r += 8) gemv_block<8>(w, x, y, r, ahead);
+    for (; r + 4 <= end; r += 4) gemv_block<4>(w, x, y, r, ahead);
+    for (; r < end; ++r) gemv_block<1>(w, x, y, r, ahead);
+    return;
+  }
+  for (; r < end; ++r) {
+    if (w.format == Format::f32) {
+      gemv_float<Format::f32>(w, x, y, r, ahead);
+    } else if (w.format == Format::f16) {
+      gemv_float<Format::f16>(w, x, y, r, ahead);
+    } else {
+      gemv_int8(w, x, y, r, ahead);
     }
   }
 }
@@ -249,7 +319,7 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_int8_activations(const We
     const auto group = static_cast<std::size_t>(g);
     __m256i dot = _mm256_setzero_si256();
     for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += int4_block) {
-      if (c % 128 == 0) prefetch_row_ahead(w, r, ahead, c / 2);
+      if (c % 128 == 0) prefetch_rows<1>(w, r, ahead, c / 2);
       const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.codes.data() + c));
       dot = _mm256_dpbusd_epi32(dot, avx2::int4_block_bytes(row + c / 2), codes);
     }
@@ -326,7 +396,7 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int8_weights_biased(const Weig
     // The dot product starts from −128·Σq, the bias's share, so that it sums Σ w·q exactly in int32.
     auto dot = V::first_lane(-128 * x.sums[group]);
     for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += V::bytes) {
-      if (c % 64 == 0) prefetch_row_ahead(w, r, ahead, c);
+      if (c % 64 == 0) prefetch_rows<1>(w, r, ahead, c);
       dot = V::dot(dot, V::flip(V::load(row + c), top_bits), V::load(x.codes.data() + c));
     }
     total = V::scale_add(dot, scales[g] * x.scales[group], total);
@@ -366,7 +436,7 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_steps(const WeightView& w
   const float* const offsets = Asymmetric ? w.offsets_row(r) : nullptr;
   __m512 total = _mm512_setzero_ps();
   for (Eigen::Index s = 0; s < codes.steps; ++s) {
-    prefetch_row_ahead(w, r, ahead, 64 * s);
+    prefetch_rows<1>(w, r, ahead, 64 * s);
     const auto step = static_cast<std::size_t>(s);
     const __m512i low_codes = _mm512_loadu_si512(codes.low.data() + 64 * step);
     const __m512i high_codes = _mm512_loadu_si512(codes.high.data() + 64 * step);
@@ -383,7 +453,8 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_steps(const WeightView& w
         _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, scales + first_group));
     total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(weight_scale, code_scale), total);
     if constexpr (Asymmetric) {
-      const __m512 offset = _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, offsets + first_group));
+      const __m512 offset =
+          _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, offsets + first_group));
       total = _mm512_fmadd_ps(offset, _mm512_loadu_ps(codes.scaled_sum.data() + 16 * step), total);
     }
   }
