@@ -100,10 +100,11 @@ inline bool uses_int4_steps([[maybe_unused]] KernelIsa isa, [[maybe_unused]] con
 
 // `steps`: the codes laid out when uses_int4_steps(isa, w), unused otherwise.
 inline void gemv_rows_int8_activations(KernelIsa isa, const WeightView& w, const QuantizedActivations& x,
-                                       const Int4StepCodes& steps, float* y, Eigen::Index begin, Eigen::Index end) {
+                                       const Int4StepCodes& steps, float* y, Eigen::Index begin, Eigen::Index end,
+                                       [[maybe_unused]] RowOrder order) {
 #if DILEMMA_QUANT_X86_KERNELS
   if (uses_int4_steps(isa, w)) {
-    avx512::gemv_rows_int4_steps(w, x, steps, y, begin, end);
+    avx512::gemv_rows_int4_steps(w, x, steps, y, begin, end, order);
     return;
   }
 #endif
@@ -111,7 +112,7 @@ inline void gemv_rows_int8_activations(KernelIsa isa, const WeightView& w, const
 #if DILEMMA_QUANT_X86_KERNELS
     case KernelIsa::avx512:
       if (cpu_has_avx512_vnni()) {
-        avx512::gemv_rows_int8_activations(w, x, y, begin, end);
+        avx512::gemv_rows_int8_activations(w, x, y, begin, end, order);
         return;
       }
       [[fallthrough]];
@@ -175,11 +176,9 @@ inline std::vector<float>& panel_buffer() {
   return buffer;
 }
 
-}  // namespace detail
 
-// y = W·x, with x of w.cols() floats and y of w.rows() floats.
-inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<float> y,
-                 const KernelContext& context = {}) {
+inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<float> y, const KernelContext& context,
+                 RowOrder order) {
   if (x.size() != static_cast<std::size_t>(w.cols()) || y.size() != static_cast<std::size_t>(w.rows())) {
     dilemma::detail::fail("gemv(): a [{} × {}] weight needs x of {} and y of {} floats, got {} and {}", w.rows(),
                           w.cols(), w.cols(), w.rows(), x.size(), y.size());
@@ -198,7 +197,8 @@ inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<f
         detail::uses_int4_steps(context.isa, view) ? detail::lay_out_int4_step_codes(codes) : detail::Int4StepCodes{};
     detail::for_row_chunks(context.pool, w.rows(), detail::gemv_chunk_rows(w.rows(), threads),
                            [&](Eigen::Index begin, Eigen::Index end) {
-                             detail::gemv_rows_int8_activations(context.isa, view, codes, steps, y.data(), begin, end);
+                             detail::gemv_rows_int8_activations(context.isa, view, codes, steps, y.data(), begin, end,
+                                                                order);
                            });
     return;
   }
@@ -208,6 +208,14 @@ inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<f
                          [&](Eigen::Index begin, Eigen::Index end) {
                            detail::gemv_rows(context.isa, view, x.data(), sums.data(), y.data(), begin, end);
                          });
+}
+
+}  // namespace detail
+
+// y = W·x, with x of w.cols() floats and y of w.rows() floats.
+inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<float> y,
+                 const KernelContext& context = {}) {
+  detail::gemv(w, x, y, context, detail::RowOrder::one_at_a_time);
 }
 
 // Y = X·Wᵀ, with X [tokens × w.cols()]; y is resized to [tokens × w.rows()].
@@ -223,11 +231,13 @@ inline void gemm(const QuantizedMatrix& w, const model::Matrix& x, model::Matrix
   if (x.rows() == 0) return;
   // One token takes the matrix–vector path, and so do int8 activations:
   // they are rounded token by token, so a prefill computes exactly what the
-  // same tokens would give one at a time in decode.
+  // same tokens would give one at a time in decode. After the first token the
+  // weights are in cache, where rows sharing the codes' loads go faster.
   if (x.rows() == 1 || (context.activations == ActivationPrecision::int8 && is_integer_format(w.format()))) {
     for (Eigen::Index t = 0; t < x.rows(); ++t) {
-      gemv(w, std::span(x.row(t).data(), static_cast<std::size_t>(x.cols())),
-           std::span(y.row(t).data(), static_cast<std::size_t>(y.cols())), context);
+      detail::gemv(w, std::span(x.row(t).data(), static_cast<std::size_t>(x.cols())),
+                   std::span(y.row(t).data(), static_cast<std::size_t>(y.cols())), context,
+                   x.rows() == 1 ? detail::RowOrder::one_at_a_time : detail::RowOrder::sharing_x);
     }
     return;
   }

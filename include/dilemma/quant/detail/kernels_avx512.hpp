@@ -381,27 +381,32 @@ struct ByteVector<256> {
   DILEMMA_QUANT_TARGET_AVX512_VNNI static float sum(__m256 v) { return avx2::horizontal_sum(v); }
 };
 
-// y[r], one row (see gemv_rows).
-template <int Bits>
+// y[r] for r in [r0, r0 + Rows).
+template <int Bits, int Rows>
 DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int8_weights_biased(const WeightView& w,
                                                                       const QuantizedActivations& x, float* y,
-                                                                      Eigen::Index r, Eigen::Index ahead) {
+                                                                      Eigen::Index r0, Eigen::Index ahead) {
   using V = ByteVector<Bits>;
   const auto top_bits = V::top_bits();
-  const std::int8_t* const row = w.int8_row(r);
-  const float* const scales = w.scales_row(r);
-  decltype(V::zero_floats()) total = V::zero_floats();
-  for (Eigen::Index g = 0; g < w.groups(); ++g) {
+  const std::int8_t* const weights = w.int8_row(r0);
+  const float* const scales = w.scales_row(r0);
+  const Eigen::Index cols = w.cols, groups = w.groups();
+  decltype(V::zero_floats()) total[Rows];
+  for (int i = 0; i < Rows; ++i) total[i] = V::zero_floats();
+  for (Eigen::Index g = 0; g < groups; ++g) {
     const auto group = static_cast<std::size_t>(g);
-    // The dot product starts from −128·Σq, the bias's share, so that it sums Σ w·q exactly in int32.
-    auto dot = V::first_lane(-128 * x.sums[group]);
+    // Each dot product starts from −128·Σq, the bias's share, so that it sums Σ w·q exactly in int32.
+    const auto start = V::first_lane(-128 * x.sums[group]);
+    decltype(V::first_lane(0)) dot[Rows];
+    for (int i = 0; i < Rows; ++i) dot[i] = start;
     for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += V::bytes) {
-      if (c % 64 == 0) prefetch_rows<1>(w, r, ahead, c);
-      dot = V::dot(dot, V::flip(V::load(row + c), top_bits), V::load(x.codes.data() + c));
+      if (c % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c);
+      const auto codes = V::load(x.codes.data() + c);
+      for (int i = 0; i < Rows; ++i) dot[i] = V::dot(dot[i], V::flip(V::load(weights + i * cols + c), top_bits), codes);
     }
-    total = V::scale_add(dot, scales[g] * x.scales[group], total);
+    for (int i = 0; i < Rows; ++i) total[i] = V::scale_add(dot[i], scales[i * groups + g] * x.scales[group], total[i]);
   }
-  y[r] = V::sum(total);
+  for (int i = 0; i < Rows; ++i) y[r0 + i] = V::sum(total[i]);
 }
 
 // ---- int4 weights, int8 activations, 128 columns per step ----
@@ -415,13 +420,13 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int8_weights_biased(const Weig
 // lane l takes the scale of that block's group: a step spans 128/G whole
 // groups (G = 32 or 64), or lies inside one group (G a multiple of 128).
 
-// y[r]: the steps here, the groups after the last whole step (G = 32 or 64
-// only) by gemv_int4_int8_activations. Asymmetric is a
+// y[r] for r in [r0, r0 + Rows): the steps here, the groups after the last
+// whole step (G = 32 or 64 only) by gemv_int4_int8_activations. Asymmetric is a
 // template parameter because a run-time test inside the row loop made GCC
 // keep the accumulators in memory.
-template <bool Asymmetric>
+template <int Rows, bool Asymmetric>
 DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_steps(const WeightView& w, const QuantizedActivations& x,
-                                                             const Int4StepCodes& codes, float* y, Eigen::Index r,
+                                                             const Int4StepCodes& codes, float* y, Eigen::Index r0,
                                                              Eigen::Index ahead) {
   const Eigen::Index g = w.group_size;
   // Lane l's group, relative to the step's first group, and how many groups a step reads.
@@ -430,71 +435,100 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_steps(const WeightView& w
                                           : _mm512_setzero_si512();
   const auto groups_read = static_cast<__mmask16>(g < int4_step ? (1u << (int4_step / g)) - 1 : 1u);
   const __m512i nibble = _mm512_set1_epi8(0x0F);
-  // Row pointers taken once: the WeightView accessors divide by the group size.
-  const std::uint8_t* const packed = w.int4_row(r);
-  const float* const scales = w.scales_row(r);
-  const float* const offsets = Asymmetric ? w.offsets_row(r) : nullptr;
-  __m512 total = _mm512_setzero_ps();
+  // One base pointer and stride per array rather than a pointer per row: the
+  // WeightView accessors divide by the group size, and eight row pointers
+  // leave GCC too few registers for the loop.
+  const std::uint8_t* const packed = w.int4_row(r0);
+  const float* const scales = w.scales_row(r0);
+  const float* const offsets = Asymmetric ? w.offsets_row(r0) : nullptr;
+  const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
+  __m512 total[Rows];
+  for (int i = 0; i < Rows; ++i) total[i] = _mm512_setzero_ps();
   for (Eigen::Index s = 0; s < codes.steps; ++s) {
-    prefetch_rows<1>(w, r, ahead, 64 * s);
+    prefetch_rows<Rows>(w, r0, ahead, 64 * s);
     const auto step = static_cast<std::size_t>(s);
     const __m512i low_codes = _mm512_loadu_si512(codes.low.data() + 64 * step);
     const __m512i high_codes = _mm512_loadu_si512(codes.high.data() + 64 * step);
     const __m512i bias = Asymmetric ? _mm512_setzero_si512() : _mm512_loadu_si512(codes.bias.data() + 16 * step);
     const __m512 code_scale = _mm512_loadu_ps(codes.scale.data() + 16 * step);
+    const std::uint8_t* const step_bytes = packed + 64 * s;
     const Eigen::Index first_group = codes.first_group[step];
-    __m512i bytes = _mm512_loadu_si512(packed + 64 * s);
-    // Held in a register: otherwise GCC 12 folds the load into both of its
-    // users (measured 10-15% slower on cache-resident weights).
-    asm("" : "+v"(bytes));
-    __m512i dot = _mm512_dpbusd_epi32(bias, _mm512_and_si512(bytes, nibble), low_codes);
-    dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble), high_codes);
-    const __m512 weight_scale =
-        _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, scales + first_group));
-    total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(weight_scale, code_scale), total);
-    if constexpr (Asymmetric) {
-      const __m512 offset =
-          _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, offsets + first_group));
-      total = _mm512_fmadd_ps(offset, _mm512_loadu_ps(codes.scaled_sum.data() + 16 * step), total);
+    for (int i = 0; i < Rows; ++i) {
+      __m512i bytes = _mm512_loadu_si512(step_bytes + i * row_bytes);
+      // Held in a register: otherwise GCC 12 folds the load into both of its
+      // users and, short of address registers, bounces it through the stack
+      // (measured 10-15% slower on cache-resident weights).
+      asm("" : "+v"(bytes));
+      __m512i dot = _mm512_dpbusd_epi32(bias, _mm512_and_si512(bytes, nibble), low_codes);
+      dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble), high_codes);
+      const __m512 weight_scale =
+          _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, scales + i * groups + first_group));
+      total[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(weight_scale, code_scale), total[i]);
+      if constexpr (Asymmetric) {
+        const __m512 offset =
+            _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, offsets + i * groups + first_group));
+        total[i] = _mm512_fmadd_ps(offset, _mm512_loadu_ps(codes.scaled_sum.data() + 16 * step), total[i]);
+      }
     }
   }
   const Eigen::Index tail_group = codes.steps * int4_step / g;
-  if (tail_group < w.groups()) {
-    gemv_int4_int8_activations(w, x, y, r, ahead, tail_group);
-  } else {
-    y[r] = 0.0f;
+  for (int i = 0; i < Rows; ++i) {
+    if (tail_group < w.groups()) {
+      gemv_int4_int8_activations(w, x, y, r0 + i, ahead, tail_group);
+    } else {
+      y[r0 + i] = 0.0f;
+    }
   }
-  y[r] += _mm512_reduce_add_ps(total);
+  for (int i = 0; i < Rows; ++i) y[r0 + i] += _mm512_reduce_add_ps(total[i]);
 }
 
 // y[r] = Σ_c ŵ[r][c] · x̂_c for r in [begin, end), integer weights only.
+// `order` as in gemv_rows_int4_steps (int8 weights take four rows at a time
+// when sharing the codes' loads).
 DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_rows_int8_activations(const WeightView& w,
                                                                         const QuantizedActivations& x, float* y,
-                                                                        Eigen::Index begin, Eigen::Index end) {
+                                                                        Eigen::Index begin, Eigen::Index end,
+                                                                        RowOrder order) {
   const Eigen::Index ahead = w.prefetch_rows_ahead();
-  for (Eigen::Index r = begin; r < end; ++r) {
-    if (w.format == Format::int4) {
-      gemv_int4_int8_activations(w, x, y, r, ahead);
-    } else if (w.group_size % 64 == 0) {
-      gemv_int8_weights_biased<512>(w, x, y, r, ahead);
-    } else {
-      gemv_int8_weights_biased<256>(w, x, y, r, ahead);
+  Eigen::Index r = begin;
+  if (w.format == Format::int4) {
+    for (; r < end; ++r) gemv_int4_int8_activations(w, x, y, r, ahead);
+    return;
+  }
+  auto rows = [&]<int Bits>() {
+    if (order == RowOrder::sharing_x) {
+      for (; r + 4 <= end; r += 4) gemv_int8_weights_biased<Bits, 4>(w, x, y, r, ahead);
     }
+    for (; r < end; ++r) gemv_int8_weights_biased<Bits, 1>(w, x, y, r, ahead);
+  };
+  if (w.group_size % 64 == 0) {
+    rows.template operator()<512>();
+  } else {
+    rows.template operator()<256>();
   }
 }
 
 // The same for int4 weights whose group size int4_steps_fit, on codes laid
 // out by lay_out_int4_step_codes.
+// `order`: one row at a time, or eight sharing the loads of the codes, which is
+// faster once the weights are in cache (a prefill's later tokens) but reads
+// DRAM as eight interleaved streams.
 DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_rows_int4_steps(const WeightView& w, const QuantizedActivations& x,
                                                                   const Int4StepCodes& codes, float* y,
-                                                                  Eigen::Index begin, Eigen::Index end) {
+                                                                  Eigen::Index begin, Eigen::Index end,
+                                                                  RowOrder order) {
   const Eigen::Index ahead = w.prefetch_rows_ahead();
-  for (Eigen::Index r = begin; r < end; ++r) {
-    if (w.asymmetric) {
-      gemv_int4_steps<true>(w, x, codes, y, r, ahead);
-    } else {
-      gemv_int4_steps<false>(w, x, codes, y, r, ahead);
+  Eigen::Index r = begin;
+  auto rows = [&]<bool Asymmetric>() {
+    if (order == RowOrder::sharing_x) {
+      for (; r + 8 <= end; r += 8) gemv_int4_steps<8, Asymmetric>(w, x, codes, y, r, ahead);
     }
+    for (; r < end; ++r) gemv_int4_steps<1, Asymmetric>(w, x, codes, y, r, ahead);
+  };
+  if (w.asymmetric) {
+    rows.template operator()<true>();
+  } else {
+    rows.template operator()<false>();
   }
 }
 

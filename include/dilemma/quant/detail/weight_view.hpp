@@ -12,6 +12,12 @@
 
 namespace dilemma::quant::detail {
 
+// How an integer-activation GEMV walks the rows (only the AVX-512 int4 step
+// kernel has both): one at a time, a single linear stream from DRAM, for a
+// decode step; or several sharing each load of the activation codes, for a
+// matrix read again for every token of a prefill and so found in cache.
+enum class RowOrder { one_at_a_time, sharing_x };
+
 struct WeightView {
   Format format = Format::f32;
   bool asymmetric = false;
