@@ -133,6 +133,44 @@ std::vector<double> read_bandwidth_samples(std::span<const float> buffer, parall
   return rates;
 }
 
+// One thread reading `buffer` as blocks of `rows` consecutive rows of
+// `row_bytes`, 64 bytes of each row in turn: the access pattern of a GEMV that
+// takes `rows` rows at once to share each load of x, without its arithmetic.
+// Against rows = 1 (one linear stream) it shows what interleaving alone costs
+// (docs/performance.md, "One row at a time").
+double interleaved_read_rate(std::span<const float> buffer, std::size_t rows, std::size_t row_bytes) {
+  using Line = Eigen::Array<float, 16, 1>;  // 64 bytes
+  const std::size_t row_floats = row_bytes / sizeof(float), block = rows * row_floats;
+  const std::size_t blocks = buffer.size() / block;
+  Line sum = Line::Zero();
+  const auto start = Clock::now();
+  for (std::size_t b = 0; b < blocks; ++b) {
+    const float* first = buffer.data() + b * block;
+    for (std::size_t c = 0; c < row_floats; c += Line::SizeAtCompileTime) {
+      for (std::size_t r = 0; r < rows; ++r) sum += Eigen::Map<const Line>(first + r * row_floats + c);
+    }
+  }
+  const double seconds = seconds_since(start);
+  read_sink = sum.sum();
+  return static_cast<double>(blocks * block * sizeof(float)) / seconds / 1e9;
+}
+
+struct InterleavedRead {
+  std::size_t rows = 1, row_bytes = 0;
+  Summary gigabytes_per_second;
+};
+
+std::vector<InterleavedRead> measure_interleaved_reads(std::span<const float> buffer, int repetitions) {
+  std::vector<InterleavedRead> reads;
+  for (const auto& [rows, row_bytes] : {std::pair<std::size_t, std::size_t>{1, 1024}, {2, 1024}, {8, 1024},
+                                        {1, 16384}, {8, 16384}}) {
+    std::vector<double> rates;
+    for (int i = 0; i < repetitions; ++i) rates.push_back(interleaved_read_rate(buffer, rows, row_bytes));
+    reads.push_back({rows, row_bytes, summarize(std::move(rates))});
+  }
+  return reads;
+}
+
 // ---------------------------------------------------------------- kernels
 
 struct Pools {
@@ -517,6 +555,8 @@ void run(const Settings& settings, const std::string& command_line) {
     }
   };
   probe_bandwidth();
+  fmt::print(stderr, "interleaved row reads, 1 thread\n");
+  const std::vector<InterleavedRead> interleaved = measure_interleaved_reads(bandwidth_buffer, settings.repetitions);
 
   std::vector<Measurement> results;
   std::uint32_t seed = settings.seed;
@@ -580,6 +620,13 @@ void run(const Settings& settings, const std::string& command_line) {
     report["memory_read_bandwidth"].push_back(
         {{"threads", threads}, {"buffer_bytes", bandwidth_buffer.size() * sizeof(float)}, {"gigabytes_per_second", s}});
   }
+  report["interleaved_read_bandwidth"] = nlohmann::json::array();
+  for (const auto& read : interleaved) {
+    report["interleaved_read_bandwidth"].push_back({{"threads", 1},
+                                                    {"rows", read.rows},
+                                                    {"row_bytes", read.row_bytes},
+                                                    {"gigabytes_per_second", read.gigabytes_per_second}});
+  }
   report["results"] = nlohmann::json::array();
   for (const auto& m : results) report["results"].push_back(measurement_json(m));
   report["group_size_sweep"] = nlohmann::json::array();
@@ -604,6 +651,11 @@ void run(const Settings& settings, const std::string& command_line) {
          {"relative_error_both", std::sqrt(e.squared_total / e.squared_reference)}});
   }
   sink.write(report);
+  fmt::print(stderr, "\none thread reading rows of the buffer 64 bytes at a time, GB/s median [min-max]:\n");
+  for (const auto& read : interleaved) {
+    fmt::print(stderr, "  {} interleaved row(s) of {:>5} bytes: {}\n", read.rows, read.row_bytes,
+               summary_text(read.gigabytes_per_second, 1, "{:.1f} [{:.1f}-{:.1f}]"));
+  }
   print_tables(results, bandwidth, sweep, activation_errors, settings);
 }
 

@@ -331,9 +331,9 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_int8_activations(const We
 
 // ---- int8 weights, int8 activations, one unsigned operand by a bias ----
 //
-// vpdpbusd wants one operand unsigned. The kernel above makes the weights
-// unsigned with vpabsb and moves their signs to the codes with vpsignb: four
-// instructions per 32 weights. Flipping each weight byte's top bit instead
+// vpdpbusd wants one operand unsigned. The AVX2 kernel makes the weights
+// unsigned with vpabsb and moves their signs to the codes with vpsignb: two
+// more instructions per 32 weights. Flipping each weight byte's top bit instead
 // (w ^ 0x80 = w + 128 as an unsigned byte) costs one, with the load folded in,
 // and Σ (w + 128)·q = Σ w·q + 128·Σq is corrected by the group's code sum,
 // which the activations carry: the dot products stay exact in int32 (at most
@@ -354,7 +354,7 @@ struct ByteVector<512> {
   DILEMMA_QUANT_TARGET_AVX512_VNNI static __m512i dot(__m512i acc, __m512i u, __m512i s) {
     return _mm512_dpbusd_epi32(acc, u, s);
   }
-  // total + float(dot) · scale, in float lanes
+  // total + float(dot)·scale, lane by lane
   DILEMMA_QUANT_TARGET_AVX512_VNNI static __m512 scale_add(__m512i dot, float scale, __m512 total) {
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(scale), total);
   }
@@ -509,10 +509,9 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_rows_int8_activations(const We
 }
 
 // The same for int4 weights whose group size int4_steps_fit, on codes laid
-// out by lay_out_int4_step_codes.
-// `order`: one row at a time, or eight sharing the loads of the codes, which is
-// faster once the weights are in cache (a prefill's later tokens) but reads
-// DRAM as eight interleaved streams.
+// out by lay_out_int4_step_codes. `order`: one row at a time, or eight sharing
+// the loads of the codes, which is faster once the weights are in cache (a
+// prefill's later tokens) but reads DRAM as eight interleaved streams.
 DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_rows_int4_steps(const WeightView& w, const QuantizedActivations& x,
                                                                   const Int4StepCodes& codes, float* y,
                                                                   Eigen::Index begin, Eigen::Index end,
