@@ -5,12 +5,12 @@
 // written to memory in the matrix–vector product.
 //
 // Rows are processed one at a time, so that the weights are one linear stream
-// (kernels_avx512.hpp's gemv_rows says why), except int4's four, which its
-// decoding limits more than the stream. Integer kernels accumulate Σ code·x
-// per group and apply the group's scale once per group, not once per weight;
-// int4 works on unsigned nibbles u (ŵ = scale·u + offset, offset = −8·scale
-// when symmetric), so the offset contributes offset·Σx with the precomputed
-// group sums of x.
+// (kernels_avx512.hpp says why, above its gemv_float), except int4's four,
+// which its decoding limits more than the stream. Integer kernels accumulate
+// Σ code·x per group and apply the group's scale once per group, not once per
+// weight; int4 works on unsigned nibbles u (ŵ = scale·u + offset, offset =
+// −8·scale when symmetric), so the offset contributes offset·Σx with the
+// precomputed group sums of x.
 
 #include "dilemma/quant/kernel_isa.hpp"
 
@@ -74,7 +74,7 @@ DILEMMA_QUANT_TARGET_AVX2 __attribute__((always_inline)) inline void prefetch_ro
   for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * w.row_bytes(), 0, 3);
 }
 
-// One row at a time, as in kernels_avx512.hpp (gemv_rows there says why),
+// One row at a time, as in kernels_avx512.hpp (the comment above its gemv_float),
 // with four independent accumulators.
 
 template <Format F>

@@ -305,7 +305,7 @@ DILEMMA_QUANT_TARGET_AVX512 inline void dequantize_rows(const WeightView& w, Eig
 // products into int32 lanes in one instruction. int4 codes are unsigned
 // nibbles already. 256-bit registers: one int4 block (32 weights) is one
 // register, so any group size that is a multiple of 32 needs no reordering.
-// One row at a time, as gemv_rows.
+// One row at a time, as gemv_float above.
 
 // y[r] over groups first_group … groups − 1 only.
 DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_int8_activations(const WeightView& w,
