@@ -254,6 +254,7 @@ nlohmann::json bandwidth_json(const BandwidthReport& bandwidth, const Settings& 
     return nlohmann::json{{"threads", b.threads}, {"gigabytes_per_second", b.gigabytes_per_second}};
   };
   return {{"buffer_bytes", bandwidth.buffer_bytes},
+          {"reader", probe_reader},
           {"repetitions", settings.bandwidth_repetitions},
           {"single_thread", entry(bandwidth.single_thread)},
           {"all_threads", entry(bandwidth.all_threads)}};

@@ -56,6 +56,7 @@
 #include "dilemma/text/bpe_tokenizer.hpp"
 #include "dilemma/version.hpp"
 #include "machine_info.hpp"
+#include "read_patterns.hpp"
 #include "summary.hpp"
 
 namespace dilemma::bench {
@@ -105,9 +106,9 @@ struct Settings {
 // A volatile store keeps the compiler from discarding sums nothing else reads.
 volatile float read_sink = 0;
 
-// Seconds for the pool's threads to read `buffer` once, in 4 MiB chunks handed
-// out like the kernels' rows; Eigen's vectorized sum is the reader.
-double timed_read(std::span<const float> buffer, parallel::ThreadPool& pool) {
+// Seconds for the pool's threads to read `buffer` once in `pattern`, in 4 MiB
+// chunks handed out like the kernels' rows.
+double timed_read(std::span<const float> buffer, parallel::ThreadPool& pool, ReadPattern pattern) {
   constexpr std::size_t chunk = (std::size_t{4} << 20) / sizeof(float);
   const std::size_t chunks = (buffer.size() + chunk - 1) / chunk;
   std::vector<float> partial(chunks);
@@ -116,7 +117,7 @@ double timed_read(std::span<const float> buffer, parallel::ThreadPool& pool) {
     for (std::size_t i = begin; i < end; ++i) {
       const std::size_t first = i * chunk;
       const auto length = static_cast<Eigen::Index>(std::min(chunk, buffer.size() - first));
-      partial[i] = Eigen::Map<const Eigen::VectorXf>(buffer.data() + first, length).sum();
+      partial[i] = read_sum(buffer.subspan(first, static_cast<std::size_t>(length)), pattern);
     }
   });
   const double seconds = seconds_since(start);
@@ -124,12 +125,19 @@ double timed_read(std::span<const float> buffer, parallel::ThreadPool& pool) {
   return seconds;
 }
 
-std::vector<double> read_bandwidth_samples(std::span<const float> buffer, parallel::ThreadPool& pool, int repetitions) {
-  timed_read(buffer, pool);  // warm-up: faults nothing in (the buffer is filled) but wakes the workers
-  std::vector<double> rates;
-  for (int i = 0; i < repetitions; ++i) {
-    rates.push_back(static_cast<double>(buffer.size_bytes()) / timed_read(buffer, pool) / 1e9);
+// Bytes/s of reading `buffer` once: the faster of the read patterns (read_patterns.hpp).
+double fastest_read_rate(std::span<const float> buffer, parallel::ThreadPool& pool) {
+  double fastest = 0;
+  for (ReadPattern pattern : all_read_patterns) {
+    fastest = std::max(fastest, static_cast<double>(buffer.size_bytes()) / timed_read(buffer, pool, pattern));
   }
+  return fastest;
+}
+
+std::vector<double> read_bandwidth_samples(std::span<const float> buffer, parallel::ThreadPool& pool, int repetitions) {
+  timed_read(buffer, pool, ReadPattern::linear);  // warm-up: faults nothing in (the buffer is filled) but wakes the workers
+  std::vector<double> rates;
+  for (int i = 0; i < repetitions; ++i) rates.push_back(fastest_read_rate(buffer, pool) / 1e9);
   return rates;
 }
 
@@ -205,7 +213,7 @@ Timing time_paired(Pass&& pass, std::size_t passes_per_sample, std::size_t weigh
   std::vector<double> seconds;
   std::vector<double> fractions;
   for (int rep = 0; rep < repetitions; ++rep) {
-    const double read_rate = static_cast<double>(bandwidth_buffer.size_bytes()) / timed_read(bandwidth_buffer, pool);
+    const double read_rate = fastest_read_rate(bandwidth_buffer, pool);
     const auto start = Clock::now();
     pass();
     const double per_product = seconds_since(start) / static_cast<double>(passes_per_sample);
@@ -618,7 +626,10 @@ void run(const Settings& settings, const std::string& command_line) {
   report["memory_read_bandwidth"] = nlohmann::json::array();
   for (const auto& [threads, s] : bandwidth) {
     report["memory_read_bandwidth"].push_back(
-        {{"threads", threads}, {"buffer_bytes", bandwidth_buffer.size() * sizeof(float)}, {"gigabytes_per_second", s}});
+        {{"threads", threads},
+         {"buffer_bytes", bandwidth_buffer.size() * sizeof(float)},
+         {"reader", probe_reader},
+         {"gigabytes_per_second", s}});
   }
   report["interleaved_read_bandwidth"] = nlohmann::json::array();
   for (const auto& read : interleaved) {

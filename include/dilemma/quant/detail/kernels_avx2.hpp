@@ -63,15 +63,19 @@ DILEMMA_QUANT_TARGET_AVX2 inline Int4Block load_int4_block(const std::uint8_t* p
 
 // Prefetches the cache line at byte `offset` of rows r0 + ahead … r0 + ahead
 // + Rows − 1 (see WeightView::prefetch_rows_ahead) when they all exist; the
-// last blocks of a matrix go without. Always inlined: GCC finds a function
-// whose only effect is a prefetch free of side effects and deletes its calls.
+// last blocks of a matrix go without. Into L2 (prefetcht1), not L1: a
+// prefetch into L1 holds one of L1's few miss buffers until its line
+// arrives from DRAM, and with the kernel's own loads queued behind them the
+// int4 GEMV read DRAM at 12-14 GB/s against 18-20 into L2 (docs/performance.md,
+// "Prefetching into L2"). Always inlined: GCC finds a function whose only
+// effect is a prefetch free of side effects and deletes its calls.
 template <int Rows>
 DILEMMA_QUANT_TARGET_AVX2 __attribute__((always_inline)) inline void prefetch_rows(const WeightView& w, Eigen::Index r0,
                                                                                    Eigen::Index ahead,
                                                                                    Eigen::Index offset) {
   if (r0 + ahead + Rows > w.rows) return;
   const char* first = static_cast<const char*>(w.data) + (r0 + ahead) * w.row_bytes() + offset;
-  for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * w.row_bytes(), 0, 3);
+  for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * w.row_bytes(), 0, 2);
 }
 
 // One row at a time, as in kernels_avx512.hpp (the comment above its gemv_float),

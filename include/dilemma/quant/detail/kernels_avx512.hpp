@@ -86,19 +86,91 @@ DILEMMA_QUANT_TARGET_AVX512 inline Int4Block decode_int4_block(const std::uint8_
   return {_mm512_permutexvar_ps(bytes, table), _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), table)};
 }
 
+// Where a kernel prefetches: the rows `ahead` past those it reads
+// (WeightView::prefetch_rows_ahead). A value the kernels keep in registers:
+// read through the view, GCC reloaded the format for row_bytes() after every
+// store to a RowSums (an int, as far as it knew, might be the enum).
+struct RowPrefetch {
+  const char* data;
+  Eigen::Index row_bytes, rows, ahead;
+
+  explicit RowPrefetch(const WeightView& w)
+      : data(static_cast<const char*>(w.data)),
+        row_bytes(w.row_bytes()),
+        rows(w.rows),
+        ahead(w.prefetch_rows_ahead()) {}
+};
+
 // Prefetches the cache line at byte `offset` of rows r0 + ahead … r0 + ahead
-// + Rows − 1 (see WeightView::prefetch_rows_ahead) when they all exist; the
-// last blocks of a matrix go without. Always inlined: GCC finds a function
-// whose only effect is a prefetch free of side effects and deletes its calls.
+// + Rows − 1 when they all exist; the last blocks of a matrix go without. Into
+// L2 (prefetcht1), not L1: a prefetch into L1 holds one of L1's few miss
+// buffers until its line arrives from DRAM, and with the kernel's own loads
+// queued behind them the int4 GEMV read DRAM at 12-14 GB/s against 18-20 into
+// L2 (docs/performance.md, "Prefetching into L2"). Always inlined: GCC finds a
+// function whose only effect is a prefetch free of side effects and deletes
+// its calls.
 template <int Rows>
-DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline void prefetch_rows(const WeightView& w,
+DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline void prefetch_rows(const RowPrefetch& p,
                                                                                      Eigen::Index r0,
-                                                                                     Eigen::Index ahead,
                                                                                      Eigen::Index offset) {
-  if (r0 + ahead + Rows > w.rows) return;
-  const char* first = static_cast<const char*>(w.data) + (r0 + ahead) * w.row_bytes() + offset;
-  for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * w.row_bytes(), 0, 3);
+  if (r0 + p.ahead + Rows > p.rows) return;
+  const char* first = p.data + (r0 + p.ahead) * p.row_bytes + offset;
+  for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * p.row_bytes, 0, 2);
 }
+
+// The horizontal sums of consecutive rows' lane vectors (plus a scalar per
+// row), written to y 16 rows at a time: one transposing reduction of 16
+// registers takes about 45 operations where 16 separate reductions take about 130,
+// which matters for short rows (lm_head's 512 int4 columns are four steps of
+// about nine operations each).
+class RowSums {
+ public:
+  explicit RowSums(float* y) : y_(y) {}
+
+  DILEMMA_QUANT_TARGET_AVX512 void add(__m512 lanes, float extra = 0.0f) {
+    pending_[count_] = lanes;
+    extra_[count_] = extra;
+    if (++count_ == 16) flush();
+  }
+
+  // Writes the rows added since the last flush.
+  DILEMMA_QUANT_TARGET_AVX512 void flush() {
+    if (count_ == 0) return;
+    for (int i = count_; i < 16; ++i) {
+      pending_[i] = _mm512_setzero_ps();
+      extra_[i] = 0.0f;
+    }
+    // Pairs of rows, then fours, eights and sixteen: lane i of the last sum is row i's total.
+    __m512 pairs[8], fours[4], eights[2];
+    for (int i = 0; i < 8; ++i) {
+      const __m512 a = pending_[2 * i], b = pending_[2 * i + 1];
+      pairs[i] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    }
+    for (int i = 0; i < 4; ++i) {
+      const __m512d a = _mm512_castps_pd(pairs[2 * i]), b = _mm512_castps_pd(pairs[2 * i + 1]);
+      fours[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    }
+    for (int i = 0; i < 2; ++i) {
+      eights[i] = _mm512_add_ps(_mm512_shuffle_f32x4(fours[2 * i], fours[2 * i + 1], 0b10'00'10'00),
+                                _mm512_shuffle_f32x4(fours[2 * i], fours[2 * i + 1], 0b11'01'11'01));
+    }
+    const __m512 sums = _mm512_add_ps(_mm512_shuffle_f32x4(eights[0], eights[1], 0b10'00'10'00),
+                                      _mm512_shuffle_f32x4(eights[0], eights[1], 0b11'01'11'01));
+    _mm512_mask_storeu_ps(y_, tail_mask_or_all(count_), _mm512_add_ps(sums, _mm512_loadu_ps(extra_)));
+    y_ += count_;
+    count_ = 0;
+  }
+
+ private:
+  DILEMMA_QUANT_TARGET_AVX512 static __mmask16 tail_mask_or_all(int count) {
+    return count == 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(count);
+  }
+
+  float* y_;
+  int count_ = 0;
+  __m512 pending_[16];
+  float extra_[16];
+};
 
 // One row at a time, so that the weights are read as one linear stream: the
 // hardware prefetcher follows it at full speed, where the same bytes read as
@@ -110,13 +182,13 @@ DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline void prefetch_
 
 template <Format F>
 DILEMMA_QUANT_TARGET_AVX512 inline void gemv_float(const WeightView& w, const float* x, float* y, Eigen::Index r,
-                                                   Eigen::Index ahead) {
+                                                   RowPrefetch prefetch) {
   constexpr Eigen::Index weight_bytes = F == Format::f32 ? 4 : 2;
   __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
   Eigen::Index c = 0;
   for (; c + 64 <= w.cols; c += 64) {
     for (Eigen::Index line = 0; line < 64 * weight_bytes; line += 64) {
-      prefetch_rows<1>(w, r, ahead, c * weight_bytes + line);
+      prefetch_rows<1>(prefetch, r, c * weight_bytes + line);
     }
     for (int k = 0; k < 4; ++k) {
       acc[k] = _mm512_fmadd_ps(load_float_weights<F>(w, r, c + 16 * k), _mm512_loadu_ps(x + c + 16 * k), acc[k]);
@@ -135,7 +207,7 @@ DILEMMA_QUANT_TARGET_AVX512 inline void gemv_float(const WeightView& w, const fl
 // Groups are multiples of 32 columns; 64 at a time where the group size
 // allows, into four accumulators summed once per group.
 DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int8(const WeightView& w, const float* x, float* y, Eigen::Index r,
-                                                  Eigen::Index ahead) {
+                                                  RowPrefetch prefetch) {
   const std::int8_t* const row = w.int8_row(r);
   const float* const scales = w.scales_row(r);
   const bool by_64 = w.group_size % 64 == 0;
@@ -145,7 +217,7 @@ DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int8(const WeightView& w, const flo
     __m512 dot2 = _mm512_setzero_ps(), dot3 = _mm512_setzero_ps();
     const Eigen::Index end = (g + 1) * w.group_size;
     for (Eigen::Index c = g * w.group_size; c < end; c += by_64 ? 64 : 32) {
-      if (c % 64 == 0) prefetch_rows<1>(w, r, ahead, c);
+      if (c % 64 == 0) prefetch_rows<1>(prefetch, r, c);
       dot0 = _mm512_fmadd_ps(load_int8x16(row + c), _mm512_loadu_ps(x + c), dot0);
       dot1 = _mm512_fmadd_ps(load_int8x16(row + c + 16), _mm512_loadu_ps(x + c + 16), dot1);
       if (by_64) {
@@ -166,13 +238,13 @@ DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int8(const WeightView& w, const flo
 
 template <Format F, int Rows>
 DILEMMA_QUANT_TARGET_AVX512 inline void gemv_float_block(const WeightView& w, const float* x, float* y, Eigen::Index r0,
-                                                         Eigen::Index ahead) {
+                                                         RowPrefetch prefetch) {
   constexpr Eigen::Index weight_bytes = F == Format::f32 ? 4 : 2;
   __m512 acc[Rows];
   for (int i = 0; i < Rows; ++i) acc[i] = _mm512_setzero_ps();
   Eigen::Index c = 0;
   for (; c + 16 <= w.cols; c += 16) {
-    if (c * weight_bytes % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c * weight_bytes);
+    if (c * weight_bytes % 64 == 0) prefetch_rows<Rows>(prefetch, r0, c * weight_bytes);
     const __m512 xv = _mm512_loadu_ps(x + c);
     for (int i = 0; i < Rows; ++i) acc[i] = _mm512_fmadd_ps(load_float_weights<F>(w, r0 + i, c), xv, acc[i]);
   }
@@ -186,14 +258,14 @@ DILEMMA_QUANT_TARGET_AVX512 inline void gemv_float_block(const WeightView& w, co
 
 template <int Rows>
 DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int8_block(const WeightView& w, const float* x, float* y, Eigen::Index r0,
-                                                        Eigen::Index ahead) {
+                                                        RowPrefetch prefetch) {
   __m512 total[Rows];
   for (int i = 0; i < Rows; ++i) total[i] = _mm512_setzero_ps();
   for (Eigen::Index g = 0; g < w.groups(); ++g) {
     __m512 dot[Rows];
     for (int i = 0; i < Rows; ++i) dot[i] = _mm512_setzero_ps();
     for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += 16) {
-      if (c % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c);
+      if (c % 64 == 0) prefetch_rows<Rows>(prefetch, r0, c);
       const __m512 xv = _mm512_loadu_ps(x + c);
       for (int i = 0; i < Rows; ++i) dot[i] = _mm512_fmadd_ps(load_int8x16(w.int8_row(r0 + i) + c), xv, dot[i]);
     }
@@ -206,7 +278,7 @@ DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int8_block(const WeightView& w, con
 
 template <int Rows>
 DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4_block(const WeightView& w, const float* x, float* y, Eigen::Index r0,
-                                                        Eigen::Index ahead) {
+                                                        RowPrefetch prefetch) {
   // Two accumulators per row (low and high half of each block) keep enough
   // independent FMA chains in flight.
   __m512 low_sum[Rows];
@@ -216,7 +288,7 @@ DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4_block(const WeightView& w, con
     __m512 table[Rows];
     for (int i = 0; i < Rows; ++i) table[i] = int4_table(w.scales_row(r0 + i)[g], w.int4_offset(r0 + i, g));
     for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += int4_block) {
-      if (c % 128 == 0) prefetch_rows<Rows>(w, r0, ahead, c / 2);
+      if (c % 128 == 0) prefetch_rows<Rows>(prefetch, r0, c / 2);
       const __m512 x_low = _mm512_loadu_ps(x + c);
       const __m512 x_high = _mm512_loadu_ps(x + c + 16);
       for (int i = 0; i < Rows; ++i) {
@@ -231,33 +303,33 @@ DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4_block(const WeightView& w, con
 
 template <int Rows>
 DILEMMA_QUANT_TARGET_AVX512 inline void gemv_block(const WeightView& w, const float* x, float* y, Eigen::Index r0,
-                                                   Eigen::Index ahead) {
+                                                   RowPrefetch prefetch) {
   switch (w.format) {
-    case Format::f32: gemv_float_block<Format::f32, Rows>(w, x, y, r0, ahead); return;
-    case Format::f16: gemv_float_block<Format::f16, Rows>(w, x, y, r0, ahead); return;
-    case Format::int8: gemv_int8_block<Rows>(w, x, y, r0, ahead); return;
-    case Format::int4: gemv_int4_block<Rows>(w, x, y, r0, ahead); return;
+    case Format::f32: gemv_float_block<Format::f32, Rows>(w, x, y, r0, prefetch); return;
+    case Format::f16: gemv_float_block<Format::f16, Rows>(w, x, y, r0, prefetch); return;
+    case Format::int8: gemv_int8_block<Rows>(w, x, y, r0, prefetch); return;
+    case Format::int4: gemv_int4_block<Rows>(w, x, y, r0, prefetch); return;
   }
 }
 
 // y[r] for r in [begin, end).
 DILEMMA_QUANT_TARGET_AVX512 inline void gemv_rows(const WeightView& w, const float* x, float* y, Eigen::Index begin,
                                                   Eigen::Index end) {
-  const Eigen::Index ahead = w.prefetch_rows_ahead();
+  const RowPrefetch prefetch(w);
   Eigen::Index r = begin;
   if (w.format == Format::int4 || w.cols >= 2048) {
-    for (; r + 8 <= end; r += 8) gemv_block<8>(w, x, y, r, ahead);
-    for (; r + 4 <= end; r += 4) gemv_block<4>(w, x, y, r, ahead);
-    for (; r < end; ++r) gemv_block<1>(w, x, y, r, ahead);
+    for (; r + 8 <= end; r += 8) gemv_block<8>(w, x, y, r, prefetch);
+    for (; r + 4 <= end; r += 4) gemv_block<4>(w, x, y, r, prefetch);
+    for (; r < end; ++r) gemv_block<1>(w, x, y, r, prefetch);
     return;
   }
   for (; r < end; ++r) {
     if (w.format == Format::f32) {
-      gemv_float<Format::f32>(w, x, y, r, ahead);
+      gemv_float<Format::f32>(w, x, y, r, prefetch);
     } else if (w.format == Format::f16) {
-      gemv_float<Format::f16>(w, x, y, r, ahead);
+      gemv_float<Format::f16>(w, x, y, r, prefetch);
     } else {
-      gemv_int8(w, x, y, r, ahead);
+      gemv_int8(w, x, y, r, prefetch);
     }
   }
 }
@@ -307,10 +379,10 @@ DILEMMA_QUANT_TARGET_AVX512 inline void dequantize_rows(const WeightView& w, Eig
 // register, so any group size that is a multiple of 32 needs no reordering.
 // One row at a time, as gemv_float above.
 
-// y[r] over groups first_group … groups − 1 only.
-DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_int8_activations(const WeightView& w,
-                                                                        const QuantizedActivations& x, float* y,
-                                                                        Eigen::Index r, Eigen::Index ahead,
+// Row r's Σ_c ŵ[r][c] · x̂_c over groups first_group … groups − 1 only.
+DILEMMA_QUANT_TARGET_AVX512_VNNI inline float int4_int8_activations_dot(const WeightView& w,
+                                                                        const QuantizedActivations& x, Eigen::Index r,
+                                                                        RowPrefetch prefetch,
                                                                         Eigen::Index first_group = 0) {
   const std::uint8_t* const row = w.int4_row(r);
   __m256 total = _mm256_setzero_ps();
@@ -319,14 +391,14 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_int8_activations(const We
     const auto group = static_cast<std::size_t>(g);
     __m256i dot = _mm256_setzero_si256();
     for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += int4_block) {
-      if (c % 128 == 0) prefetch_rows<1>(w, r, ahead, c / 2);
+      if (c % 128 == 0) prefetch_rows<1>(prefetch, r, c / 2);
       const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.codes.data() + c));
       dot = _mm256_dpbusd_epi32(dot, avx2::int4_block_bytes(row + c / 2), codes);
     }
     total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(w.scales_row(r)[g] * x.scales[group]), total);
     offset_term += w.int4_offset(r, g) * x.scales[group] * static_cast<float>(x.sums[group]);
   }
-  y[r] = avx2::horizontal_sum(total) + offset_term;
+  return avx2::horizontal_sum(total) + offset_term;
 }
 
 // ---- int8 weights, int8 activations, one unsigned operand by a bias ----
@@ -359,7 +431,7 @@ struct ByteVector<512> {
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(scale), total);
   }
   DILEMMA_QUANT_TARGET_AVX512_VNNI static __m512 zero_floats() { return _mm512_setzero_ps(); }
-  DILEMMA_QUANT_TARGET_AVX512_VNNI static float sum(__m512 v) { return _mm512_reduce_add_ps(v); }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m512 widen(__m512 v) { return v; }
 };
 
 template <>
@@ -378,108 +450,208 @@ struct ByteVector<256> {
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(scale), total);
   }
   DILEMMA_QUANT_TARGET_AVX512_VNNI static __m256 zero_floats() { return _mm256_setzero_ps(); }
-  DILEMMA_QUANT_TARGET_AVX512_VNNI static float sum(__m256 v) { return avx2::horizontal_sum(v); }
+  DILEMMA_QUANT_TARGET_AVX512_VNNI static __m512 widen(__m256 v) { return _mm512_zextps256_ps512(v); }
 };
 
-// y[r] for r in [r0, r0 + Rows).
+// Blocks of Rows rows into `sums`, as gemv_int4_steps_small_groups below.
 template <int Bits, int Rows>
-DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int8_weights_biased(const WeightView& w,
-                                                                      const QuantizedActivations& x, float* y,
-                                                                      Eigen::Index r0, Eigen::Index ahead) {
+DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int8_weights_biased(const WeightView& w,
+                                                                              const QuantizedActivations& x,
+                                                                              RowSums& sums, Eigen::Index begin,
+                                                                              Eigen::Index end, RowPrefetch prefetch) {
   using V = ByteVector<Bits>;
   const auto top_bits = V::top_bits();
-  const std::int8_t* const weights = w.int8_row(r0);
-  const float* const scales = w.scales_row(r0);
   const Eigen::Index cols = w.cols, groups = w.groups();
-  decltype(V::zero_floats()) total[Rows];
-  for (int i = 0; i < Rows; ++i) total[i] = V::zero_floats();
-  for (Eigen::Index g = 0; g < groups; ++g) {
-    const auto group = static_cast<std::size_t>(g);
-    // Each dot product starts from −128·Σq, the bias's share, so that it sums Σ w·q exactly in int32.
-    const auto start = V::first_lane(-128 * x.sums[group]);
-    decltype(V::first_lane(0)) dot[Rows];
-    for (int i = 0; i < Rows; ++i) dot[i] = start;
-    for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += V::bytes) {
-      if (c % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c);
-      const auto codes = V::load(x.codes.data() + c);
-      for (int i = 0; i < Rows; ++i) dot[i] = V::dot(dot[i], V::flip(V::load(weights + i * cols + c), top_bits), codes);
+  Eigen::Index r0 = begin;
+  for (; r0 + Rows <= end; r0 += Rows) {
+    const std::int8_t* const weights = w.int8_row(r0);
+    const float* const scales = w.scales_row(r0);
+    decltype(V::zero_floats()) total[Rows];
+    for (int i = 0; i < Rows; ++i) total[i] = V::zero_floats();
+    for (Eigen::Index g = 0; g < groups; ++g) {
+      const auto group = static_cast<std::size_t>(g);
+      // Each dot product starts from −128·Σq, the bias's share, so that it sums Σ w·q exactly in int32.
+      const auto start = V::first_lane(-128 * x.sums[group]);
+      decltype(V::first_lane(0)) dot[Rows];
+      for (int i = 0; i < Rows; ++i) dot[i] = start;
+      for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += V::bytes) {
+        if (c % 64 == 0) prefetch_rows<Rows>(prefetch, r0, c);
+        const auto codes = V::load(x.codes.data() + c);
+        for (int i = 0; i < Rows; ++i) {
+          dot[i] = V::dot(dot[i], V::flip(V::load(weights + i * cols + c), top_bits), codes);
+        }
+      }
+      for (int i = 0; i < Rows; ++i) {
+        total[i] = V::scale_add(dot[i], scales[i * groups + g] * x.scales[group], total[i]);
+      }
     }
-    for (int i = 0; i < Rows; ++i) total[i] = V::scale_add(dot[i], scales[i * groups + g] * x.scales[group], total[i]);
+    for (int i = 0; i < Rows; ++i) sums.add(V::widen(total[i]));
   }
-  for (int i = 0; i < Rows; ++i) y[r0 + i] = V::sum(total[i]);
+  return r0;
 }
 
 // ---- int4 weights, int8 activations, 128 columns per step ----
 //
 // The kernel above spends most of its instructions spreading each 16-byte
-// int4 block over a register in column order. This one leaves the weights as
+// int4 block over a register in column order. These leave the weights as
 // stored: 64 bytes of a row (four blocks, 128 columns) are one load, their low
 // nibbles one mask and their high nibbles a shift and a mask, and two vpdpbusd
 // multiply them with activation codes laid out once per product in the same
-// order (int4_step_codes.hpp). int32 lane l then sums block l/4's columns, so
-// lane l takes the scale of that block's group: a step spans 128/G whole
-// groups (G = 32 or 64), or lies inside one group (G a multiple of 128).
+// order (int4_step_codes.hpp). int32 lane l then sums block l/4's columns.
+//
+// On this project's Zen 4 host a 512-bit operation issues at one per cycle
+// (masks at two), so a step costs about as many cycles as it has operations.
+// Whatever depends on the group and not on the step stays out of the step
+// loop: the weight scale times the activation scale is formed once per group,
+// and the offsets (−8·s_w for symmetric int4, whose codes are u = q + 8) are
+// summed once per row as Σ_g offset_g · s_g·Σq_g, instead of an int32 bias and
+// a product of scales in every step (docs/performance.md, "Prefetching into L2").
 
-// y[r] for r in [r0, r0 + Rows): the steps here, the groups after the last
-// whole step (G = 32 or 64 only) by gemv_int4_int8_activations. Asymmetric is a
-// template parameter because a run-time test inside the row loop made GCC
-// keep the accumulators in memory.
-template <int Rows, bool Asymmetric>
-DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_int4_steps(const WeightView& w, const QuantizedActivations& x,
-                                                             const Int4StepCodes& codes, float* y, Eigen::Index r0,
-                                                             Eigen::Index ahead) {
-  const Eigen::Index g = w.group_size;
-  // Lane l's group, relative to the step's first group, and how many groups a step reads.
-  const __m512i group_of_lane = g == 32   ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
-                                : g == 64 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
-                                          : _mm512_setzero_si512();
-  const auto groups_read = static_cast<__mmask16>(g < int4_step ? (1u << (int4_step / g)) - 1 : 1u);
+// dot + the lane-wise products of one row's 64 bytes with a step's codes.
+DILEMMA_QUANT_TARGET_AVX512_VNNI inline __m512i int4_step_dot(__m512i dot, __m512i bytes, __m512i low_codes,
+                                                              __m512i high_codes) {
   const __m512i nibble = _mm512_set1_epi8(0x0F);
-  // One base pointer and stride per array rather than a pointer per row: the
-  // WeightView accessors divide by the group size, and eight row pointers
-  // leave GCC too few registers for the loop.
-  const std::uint8_t* const packed = w.int4_row(r0);
-  const float* const scales = w.scales_row(r0);
-  const float* const offsets = Asymmetric ? w.offsets_row(r0) : nullptr;
+  dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(bytes, nibble), low_codes);
+  return _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble), high_codes);
+}
+
+// 64 bytes of a row, held in a register: otherwise GCC 12 folds the
+// load into both of its users and, short of address registers, bounces it
+// through the stack (measured 10-15% slower on cache-resident weights).
+DILEMMA_QUANT_TARGET_AVX512_VNNI __attribute__((always_inline)) inline __m512i load_step_bytes(const std::uint8_t* p) {
+  __m512i bytes = _mm512_loadu_si512(p);
+  asm("" : "+v"(bytes));
+  return bytes;
+}
+
+// Groups of 32 or 64 columns: a step spans 128/G whole groups, and int32 lane
+// l belongs to the step's group 32·(l/4)/G. The group scales are formed 16
+// groups (a chunk) at a time; vpermps hands each step's lanes theirs. The
+// steps here, the groups after the last whole step by
+// int4_int8_activations_dot. Asymmetric is a template parameter because a
+// run-time test inside the row loop made GCC keep the accumulators in memory.
+// This and the kernels below take the blocks of Rows rows from `begin` on
+// while a whole block fits before `end`, and return the first row not done:
+// the loop over blocks inside the kernel keeps its constants in registers.
+template <int Rows, bool Asymmetric>
+DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_small_groups(
+    const WeightView& w, const QuantizedActivations& x, const Int4StepCodes& codes, RowSums& sums, Eigen::Index begin,
+    Eigen::Index end, RowPrefetch prefetch) {
+  const Eigen::Index groups_per_step = int4_step / w.group_size;  // 4 or 2
+  const Eigen::Index steps_per_chunk = int4_step_group_chunk / groups_per_step;
+  // Each lane's group within the chunk at the chunk's first step; a step moves it on by groups_per_step.
+  const __m512i first_lane_group = groups_per_step == 4
+                                       ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+                                       : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m512i next_step_groups = _mm512_set1_epi32(static_cast<int>(groups_per_step));
+  const __m512 offset_factor = _mm512_set1_ps(Asymmetric ? 1.0f : -8.0f);  // see the end of a block
   const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
-  __m512 total[Rows];
-  for (int i = 0; i < Rows; ++i) total[i] = _mm512_setzero_ps();
-  for (Eigen::Index s = 0; s < codes.steps; ++s) {
-    prefetch_rows<Rows>(w, r0, ahead, 64 * s);
-    const auto step = static_cast<std::size_t>(s);
-    const __m512i low_codes = _mm512_loadu_si512(codes.low.data() + 64 * step);
-    const __m512i high_codes = _mm512_loadu_si512(codes.high.data() + 64 * step);
-    const __m512i bias = Asymmetric ? _mm512_setzero_si512() : _mm512_loadu_si512(codes.bias.data() + 16 * step);
-    const __m512 code_scale = _mm512_loadu_ps(codes.scale.data() + 16 * step);
-    const std::uint8_t* const step_bytes = packed + 64 * s;
-    const Eigen::Index first_group = codes.first_group[step];
-    for (int i = 0; i < Rows; ++i) {
-      __m512i bytes = _mm512_loadu_si512(step_bytes + i * row_bytes);
-      // Held in a register: otherwise GCC 12 folds the load into both of its
-      // users and, short of address registers, bounces it through the stack
-      // (measured 10-15% slower on cache-resident weights).
-      asm("" : "+v"(bytes));
-      __m512i dot = _mm512_dpbusd_epi32(bias, _mm512_and_si512(bytes, nibble), low_codes);
-      dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble), high_codes);
-      const __m512 weight_scale =
-          _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, scales + i * groups + first_group));
-      total[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(weight_scale, code_scale), total[i]);
-      if constexpr (Asymmetric) {
-        const __m512 offset =
-            _mm512_permutexvar_ps(group_of_lane, _mm512_maskz_loadu_ps(groups_read, offsets + i * groups + first_group));
-        total[i] = _mm512_fmadd_ps(offset, _mm512_loadu_ps(codes.scaled_sum.data() + 16 * step), total[i]);
+  const Eigen::Index tail_group = codes.steps * groups_per_step;
+  Eigen::Index r0 = begin;
+  for (; r0 + Rows <= end; r0 += Rows) {
+    // One base pointer and stride per array rather than a pointer per row: the
+    // WeightView accessors divide by the group size, and eight row pointers
+    // leave GCC too few registers for the loop.
+    const std::uint8_t* const packed = w.int4_row(r0);
+    const float* const scales = w.scales_row(r0);
+    const float* const offsets = Asymmetric ? w.offsets_row(r0) : nullptr;
+    __m512 total[Rows];
+    __m512 offset_total[Rows];
+    for (int i = 0; i < Rows; ++i) total[i] = offset_total[i] = _mm512_setzero_ps();
+    Eigen::Index s = 0;
+    for (Eigen::Index chunk = 0; s < codes.steps; chunk += int4_step_group_chunk) {
+      const Eigen::Index groups_left = groups - chunk;
+      const auto in_row = static_cast<__mmask16>(groups_left >= 16 ? 0xFFFFu : (1u << groups_left) - 1u);
+      const auto first = static_cast<std::size_t>(chunk);
+      const __m512 code_scale = _mm512_loadu_ps(codes.scale.data() + first);
+      const __m512 scaled_sum = _mm512_loadu_ps(codes.scaled_sum.data() + first);
+      __m512 group_scale[Rows];
+      for (int i = 0; i < Rows; ++i) {
+        const __m512 weight_scale = _mm512_maskz_loadu_ps(in_row, scales + i * groups + chunk);
+        group_scale[i] = _mm512_mul_ps(weight_scale, code_scale);
+        const __m512 offset = Asymmetric ? _mm512_maskz_loadu_ps(in_row, offsets + i * groups + chunk) : weight_scale;
+        offset_total[i] = _mm512_fmadd_ps(offset, scaled_sum, offset_total[i]);
+      }
+      __m512i lane_group = first_lane_group;
+      for (const Eigen::Index chunk_end = std::min(codes.steps, s + steps_per_chunk); s < chunk_end; ++s) {
+        prefetch_rows<Rows>(prefetch, r0, 64 * s);
+        const auto step = static_cast<std::size_t>(s);
+        const __m512i low_codes = _mm512_loadu_si512(codes.low.data() + 64 * step);
+        const __m512i high_codes = _mm512_loadu_si512(codes.high.data() + 64 * step);
+        for (int i = 0; i < Rows; ++i) {
+          const __m512i dot = int4_step_dot(_mm512_setzero_si512(), load_step_bytes(packed + 64 * s + i * row_bytes),
+                                            low_codes, high_codes);
+          total[i] =
+              _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(lane_group, group_scale[i]), total[i]);
+        }
+        lane_group = _mm512_add_epi32(lane_group, next_step_groups);
       }
     }
-  }
-  const Eigen::Index tail_group = codes.steps * int4_step / g;
-  for (int i = 0; i < Rows; ++i) {
-    if (tail_group < w.groups()) {
-      gemv_int4_int8_activations(w, x, y, r0 + i, ahead, tail_group);
-    } else {
-      y[r0 + i] = 0.0f;
+    // The symmetric offsets' −8 was left out of the sum above, which took the scales.
+    for (int i = 0; i < Rows; ++i) {
+      const float tail = tail_group < groups ? int4_int8_activations_dot(w, x, r0 + i, prefetch, tail_group) : 0.0f;
+      sums.add(_mm512_fmadd_ps(offset_total[i], offset_factor, total[i]), tail);
     }
   }
-  for (int i = 0; i < Rows; ++i) y[r0 + i] += _mm512_reduce_add_ps(total[i]);
+  return r0;
+}
+
+// Groups of a multiple of 128 columns: every step lies inside one group, so
+// the int32 dot products run on over the group's steps and are scaled once
+// per group.
+template <int Rows, bool Asymmetric>
+DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_large_groups(const WeightView& w,
+                                                                                  const Int4StepCodes& codes,
+                                                                                  RowSums& sums, Eigen::Index begin,
+                                                                                  Eigen::Index end,
+                                                                                  RowPrefetch prefetch) {
+  const Eigen::Index steps_per_group = w.group_size / int4_step;
+  const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
+  Eigen::Index r0 = begin;
+  for (; r0 + Rows <= end; r0 += Rows) {
+    const std::uint8_t* const packed = w.int4_row(r0);
+    const float* const scales = w.scales_row(r0);
+    const float* const offsets = Asymmetric ? w.offsets_row(r0) : nullptr;
+    __m512 total[Rows];
+    float offset_total[Rows];
+    for (int i = 0; i < Rows; ++i) {
+      total[i] = _mm512_setzero_ps();
+      offset_total[i] = 0.0f;
+    }
+    Eigen::Index s = 0;
+    for (Eigen::Index group = 0; group < groups; ++group) {
+      __m512i dot[Rows];
+      for (int i = 0; i < Rows; ++i) dot[i] = _mm512_setzero_si512();
+      for (const Eigen::Index group_end = s + steps_per_group; s < group_end; ++s) {
+        prefetch_rows<Rows>(prefetch, r0, 64 * s);
+        const auto step = static_cast<std::size_t>(s);
+        const __m512i low_codes = _mm512_loadu_si512(codes.low.data() + 64 * step);
+        const __m512i high_codes = _mm512_loadu_si512(codes.high.data() + 64 * step);
+        for (int i = 0; i < Rows; ++i) {
+          dot[i] = int4_step_dot(dot[i], load_step_bytes(packed + 64 * s + i * row_bytes), low_codes, high_codes);
+        }
+      }
+      const auto g = static_cast<std::size_t>(group);
+      for (int i = 0; i < Rows; ++i) {
+        const float weight_scale = scales[i * groups + group];
+        total[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i]), _mm512_set1_ps(weight_scale * codes.scale[g]), total[i]);
+        offset_total[i] += (Asymmetric ? offsets[i * groups + group] : -8.0f * weight_scale) * codes.scaled_sum[g];
+      }
+    }
+    for (int i = 0; i < Rows; ++i) sums.add(total[i], offset_total[i]);
+  }
+  return r0;
+}
+
+template <int Rows, bool Asymmetric>
+DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps(const WeightView& w, const QuantizedActivations& x,
+                                                                     const Int4StepCodes& codes, RowSums& sums,
+                                                                     Eigen::Index begin, Eigen::Index end,
+                                                                     RowPrefetch prefetch) {
+  if (w.group_size < int4_step) {
+    return gemv_int4_steps_small_groups<Rows, Asymmetric>(w, x, codes, sums, begin, end, prefetch);
+  }
+  return gemv_int4_steps_large_groups<Rows, Asymmetric>(w, codes, sums, begin, end, prefetch);
 }
 
 // y[r] = Σ_c ŵ[r][c] · x̂_c for r in [begin, end), integer weights only.
@@ -489,23 +661,23 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_rows_int8_activations(const We
                                                                         const QuantizedActivations& x, float* y,
                                                                         Eigen::Index begin, Eigen::Index end,
                                                                         RowOrder order) {
-  const Eigen::Index ahead = w.prefetch_rows_ahead();
+  const RowPrefetch prefetch(w);
   Eigen::Index r = begin;
   if (w.format == Format::int4) {
-    for (; r < end; ++r) gemv_int4_int8_activations(w, x, y, r, ahead);
+    for (; r < end; ++r) y[r] = int4_int8_activations_dot(w, x, r, prefetch);
     return;
   }
+  RowSums sums(y + begin);
   auto rows = [&]<int Bits>() {
-    if (order == RowOrder::sharing_x) {
-      for (; r + 4 <= end; r += 4) gemv_int8_weights_biased<Bits, 4>(w, x, y, r, ahead);
-    }
-    for (; r < end; ++r) gemv_int8_weights_biased<Bits, 1>(w, x, y, r, ahead);
+    if (order == RowOrder::sharing_x) r = gemv_int8_weights_biased<Bits, 4>(w, x, sums, r, end, prefetch);
+    gemv_int8_weights_biased<Bits, 1>(w, x, sums, r, end, prefetch);
   };
   if (w.group_size % 64 == 0) {
     rows.template operator()<512>();
   } else {
     rows.template operator()<256>();
   }
+  sums.flush();
 }
 
 // The same for int4 weights whose group size int4_steps_fit, on codes laid
@@ -516,19 +688,19 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline void gemv_rows_int4_steps(const WeightVi
                                                                   const Int4StepCodes& codes, float* y,
                                                                   Eigen::Index begin, Eigen::Index end,
                                                                   RowOrder order) {
-  const Eigen::Index ahead = w.prefetch_rows_ahead();
+  const RowPrefetch prefetch(w);
+  RowSums sums(y + begin);
   Eigen::Index r = begin;
   auto rows = [&]<bool Asymmetric>() {
-    if (order == RowOrder::sharing_x) {
-      for (; r + 8 <= end; r += 8) gemv_int4_steps<8, Asymmetric>(w, x, codes, y, r, ahead);
-    }
-    for (; r < end; ++r) gemv_int4_steps<1, Asymmetric>(w, x, codes, y, r, ahead);
+    if (order == RowOrder::sharing_x) r = gemv_int4_steps<8, Asymmetric>(w, x, codes, sums, r, end, prefetch);
+    gemv_int4_steps<1, Asymmetric>(w, x, codes, sums, r, end, prefetch);
   };
   if (w.asymmetric) {
     rows.template operator()<true>();
   } else {
     rows.template operator()<false>();
   }
+  sums.flush();
 }
 
 }  // namespace dilemma::quant::detail::avx512
