@@ -524,6 +524,19 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI __attribute__((always_inline)) inline __m512i l
   return bytes;
 }
 
+// Where a block of rows starting at r0 keeps its int4 bytes, scales and
+// (asymmetric only) offsets: one base pointer and a stride per array rather
+// than a pointer per row, because the WeightView accessors divide by the group
+// size and eight row pointers leave GCC too few registers for the loop.
+struct Int4RowBlock {
+  const std::uint8_t* packed;
+  const float* scales;
+  const float* offsets;  // null when symmetric
+
+  Int4RowBlock(const WeightView& w, Eigen::Index r0)
+      : packed(w.int4_row(r0)), scales(w.scales_row(r0)), offsets(w.asymmetric ? w.offsets_row(r0) : nullptr) {}
+};
+
 // Groups of 32 or 64 columns: a step spans 128/G whole groups, and int32 lane
 // l belongs to the step's group 32·(l/4)/G. The group scales are formed 16
 // groups (a chunk) at a time; vpermps hands each step's lanes theirs. The
@@ -549,12 +562,7 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_small_group
   const Eigen::Index tail_group = codes.steps * groups_per_step;
   Eigen::Index r0 = begin;
   for (; r0 + Rows <= end; r0 += Rows) {
-    // One base pointer and stride per array rather than a pointer per row: the
-    // WeightView accessors divide by the group size, and eight row pointers
-    // leave GCC too few registers for the loop.
-    const std::uint8_t* const packed = w.int4_row(r0);
-    const float* const scales = w.scales_row(r0);
-    const float* const offsets = Asymmetric ? w.offsets_row(r0) : nullptr;
+    const auto [packed, scales, offsets] = Int4RowBlock(w, r0);
     __m512 total[Rows];
     __m512 offset_total[Rows];
     for (int i = 0; i < Rows; ++i) total[i] = offset_total[i] = _mm512_setzero_ps();
@@ -609,9 +617,7 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_large_group
   const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
   Eigen::Index r0 = begin;
   for (; r0 + Rows <= end; r0 += Rows) {
-    const std::uint8_t* const packed = w.int4_row(r0);
-    const float* const scales = w.scales_row(r0);
-    const float* const offsets = Asymmetric ? w.offsets_row(r0) : nullptr;
+    const auto [packed, scales, offsets] = Int4RowBlock(w, r0);
     __m512 total[Rows];
     float offset_total[Rows];
     for (int i = 0; i < Rows; ++i) {
