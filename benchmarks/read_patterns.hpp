@@ -2,7 +2,7 @@
 // How the bandwidth probes read memory. A probe's figure is the faster of
 // these patterns, so that it stays the ceiling of every kernel: on the Zen 4
 // development host the GEMV kernels, which prefetch into L2 in software,
-// read DRAM up to 10-20 % faster than a plain linear sum, which relies on the
+// read DRAM up to 20 % faster than a plain linear sum, which relies on the
 // hardware prefetcher alone (docs/performance.md, "Prefetching into L2").
 
 #include <array>

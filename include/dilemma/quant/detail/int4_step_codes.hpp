@@ -7,11 +7,12 @@
 // C++, so that gemv() builds it once per product rather than each chunk of
 // rows again.
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
+
+#include <Eigen/Core>
 
 #include "dilemma/quant/activations.hpp"
 
