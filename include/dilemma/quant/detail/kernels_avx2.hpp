@@ -24,6 +24,7 @@
 #include <Eigen/Core>
 
 #include "dilemma/quant/activations.hpp"
+#include "dilemma/quant/detail/row_prefetch.hpp"
 #include "dilemma/quant/detail/weight_view.hpp"
 
 #define DILEMMA_QUANT_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -61,23 +62,6 @@ DILEMMA_QUANT_TARGET_AVX2 inline Int4Block load_int4_block(const std::uint8_t* p
            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(high, 8)))}};
 }
 
-// Prefetches the cache line at byte `offset` of rows r0 + ahead … r0 + ahead
-// + Rows − 1 (see WeightView::prefetch_rows_ahead) when they all exist; the
-// last blocks of a matrix go without. Into L2 (prefetcht1), not L1: a
-// prefetch into L1 holds one of L1's few miss buffers until its line
-// arrives from DRAM, and with the kernel's own loads queued behind them the
-// int4 GEMV read DRAM at 12-14 GB/s against 18-20 into L2 (docs/performance.md,
-// "Prefetching into L2"). Always inlined: GCC finds a function whose only
-// effect is a prefetch free of side effects and deletes its calls.
-template <int Rows>
-DILEMMA_QUANT_TARGET_AVX2 __attribute__((always_inline)) inline void prefetch_rows(const WeightView& w, Eigen::Index r0,
-                                                                                   Eigen::Index ahead,
-                                                                                   Eigen::Index offset) {
-  if (r0 + ahead + Rows > w.rows) return;
-  const char* first = static_cast<const char*>(w.data) + (r0 + ahead) * w.row_bytes() + offset;
-  for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * w.row_bytes(), 0, 2);
-}
-
 // One row at a time, as in kernels_avx512.hpp (the comment above its gemv_float),
 // with four independent accumulators.
 
@@ -92,13 +76,13 @@ DILEMMA_QUANT_TARGET_AVX2 inline __m256 load_float_weights(const WeightView& w, 
 
 template <Format F>
 DILEMMA_QUANT_TARGET_AVX2 inline void gemv_float(const WeightView& w, const float* x, float* y, Eigen::Index r,
-                                                 Eigen::Index ahead) {
+                                                 RowPrefetch prefetch) {
   constexpr Eigen::Index weight_bytes = F == Format::f32 ? 4 : 2;
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   Eigen::Index c = 0;
   for (; c + 32 <= w.cols; c += 32) {
     for (Eigen::Index line = 0; line < 32 * weight_bytes; line += 64) {
-      prefetch_rows<1>(w, r, ahead, c * weight_bytes + line);
+      prefetch_rows<1>(prefetch, r, c * weight_bytes + line);
     }
     for (int k = 0; k < 4; ++k) {
       acc[k] = _mm256_fmadd_ps(load_float_weights<F>(w, r, c + 8 * k), _mm256_loadu_ps(x + c + 8 * k), acc[k]);
@@ -115,13 +99,13 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_float(const WeightView& w, const floa
 // Groups are multiples of 32 columns: four 8-column chunks per step, summed
 // once per group.
 DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int8(const WeightView& w, const float* x, float* y, Eigen::Index r,
-                                                Eigen::Index ahead) {
+                                                RowPrefetch prefetch) {
   const std::int8_t* const row = w.int8_row(r);
   __m256 total = _mm256_setzero_ps();
   for (Eigen::Index g = 0; g < w.groups(); ++g) {
     __m256 dot[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += 32) {
-      if (c % 64 == 0) prefetch_rows<1>(w, r, ahead, c);
+      if (c % 64 == 0) prefetch_rows<1>(prefetch, r, c);
       for (int k = 0; k < 4; ++k) {
         dot[k] = _mm256_fmadd_ps(load_int8x8(row + c + 8 * k), _mm256_loadu_ps(x + c + 8 * k), dot[k]);
       }
@@ -137,7 +121,7 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int8(const WeightView& w, const float
 // memory stream, limits it: docs/performance.md, "One row at a time").
 template <int Rows>
 DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int4(const WeightView& w, const float* x, const float* group_sums, float* y,
-                                                Eigen::Index r0, Eigen::Index ahead) {
+                                                Eigen::Index r0, RowPrefetch prefetch) {
   __m256 total[Rows];
   float offset_terms[Rows] = {};
   for (int i = 0; i < Rows; ++i) total[i] = _mm256_setzero_ps();
@@ -145,7 +129,7 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int4(const WeightView& w, const float
     __m256 dot[Rows];
     for (int i = 0; i < Rows; ++i) dot[i] = _mm256_setzero_ps();
     for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += int4_block) {
-      if (c % 128 == 0) prefetch_rows<Rows>(w, r0, ahead, c / 2);
+      if (c % 128 == 0) prefetch_rows<Rows>(prefetch, r0, c / 2);
       const __m256 x0 = _mm256_loadu_ps(x + c);
       const __m256 x1 = _mm256_loadu_ps(x + c + 8);
       const __m256 x2 = _mm256_loadu_ps(x + c + 16);
@@ -169,17 +153,17 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int4(const WeightView& w, const float
 // y[r] for r in [begin, end); `group_sums` is Σ x over each group (integer formats).
 DILEMMA_QUANT_TARGET_AVX2 inline void gemv_rows(const WeightView& w, const float* x, const float* group_sums, float* y,
                                                 Eigen::Index begin, Eigen::Index end) {
-  const Eigen::Index ahead = w.prefetch_rows_ahead();
+  const RowPrefetch prefetch(w);
   Eigen::Index r = begin;
   if (w.format == Format::int4) {
-    for (; r + 4 <= end; r += 4) gemv_int4<4>(w, x, group_sums, y, r, ahead);
+    for (; r + 4 <= end; r += 4) gemv_int4<4>(w, x, group_sums, y, r, prefetch);
   }
   for (; r < end; ++r) {
     switch (w.format) {
-      case Format::f32: gemv_float<Format::f32>(w, x, y, r, ahead); break;
-      case Format::f16: gemv_float<Format::f16>(w, x, y, r, ahead); break;
-      case Format::int8: gemv_int8(w, x, y, r, ahead); break;
-      case Format::int4: gemv_int4<1>(w, x, group_sums, y, r, ahead); break;
+      case Format::f32: gemv_float<Format::f32>(w, x, y, r, prefetch); break;
+      case Format::f16: gemv_float<Format::f16>(w, x, y, r, prefetch); break;
+      case Format::int8: gemv_int8(w, x, y, r, prefetch); break;
+      case Format::int4: gemv_int4<1>(w, x, group_sums, y, r, prefetch); break;
     }
   }
 }
@@ -243,8 +227,8 @@ DILEMMA_QUANT_TARGET_AVX2 inline __m256i dot_signed_codes(__m256i weights, __m25
 // y[r] for r in [r0, r0 + Rows): int8 weights one row at a time, int4 four
 // (as gemv_rows, measured).
 template <Format F, int Rows>
-DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int8_activations(const WeightView& w, const QuantizedActivations& x, float* y,
-                                                            Eigen::Index r0, Eigen::Index ahead) {
+DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int8_activations(const WeightView& w, const QuantizedActivations& x,
+                                                            float* y, Eigen::Index r0, RowPrefetch prefetch) {
   __m256 total[Rows];
   float offset_terms[Rows] = {};
   for (int i = 0; i < Rows; ++i) total[i] = _mm256_setzero_ps();
@@ -255,13 +239,13 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int8_activations(const WeightView& w,
     for (Eigen::Index c = g * w.group_size; c < (g + 1) * w.group_size; c += int4_block) {
       const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.codes.data() + c));
       if constexpr (F == Format::int8) {
-        if (c % 64 == 0) prefetch_rows<Rows>(w, r0, ahead, c);
+        if (c % 64 == 0) prefetch_rows<Rows>(prefetch, r0, c);
         for (int i = 0; i < Rows; ++i) {
           const __m256i weights = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.int8_row(r0 + i) + c));
           dot[i] = _mm256_add_epi32(dot[i], dot_signed_codes(weights, codes));
         }
       } else {
-        if (c % 128 == 0) prefetch_rows<Rows>(w, r0, ahead, c / 2);
+        if (c % 128 == 0) prefetch_rows<Rows>(prefetch, r0, c / 2);
         for (int i = 0; i < Rows; ++i) {
           dot[i] = _mm256_add_epi32(dot[i], dot_unsigned_codes(int4_block_bytes(w.int4_row(r0 + i) + c / 2), codes));
         }
@@ -281,13 +265,13 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int8_activations(const WeightView& w,
 // y[r] = Σ_c ŵ[r][c] · x̂_c for r in [begin, end), integer weights only.
 DILEMMA_QUANT_TARGET_AVX2 inline void gemv_rows_int8_activations(const WeightView& w, const QuantizedActivations& x,
                                                                  float* y, Eigen::Index begin, Eigen::Index end) {
-  const Eigen::Index ahead = w.prefetch_rows_ahead();
+  const RowPrefetch prefetch(w);
   Eigen::Index r = begin;
   if (w.format == Format::int8) {
-    for (; r < end; ++r) gemv_int8_activations<Format::int8, 1>(w, x, y, r, ahead);
+    for (; r < end; ++r) gemv_int8_activations<Format::int8, 1>(w, x, y, r, prefetch);
   } else {
-    for (; r + 4 <= end; r += 4) gemv_int8_activations<Format::int4, 4>(w, x, y, r, ahead);
-    for (; r < end; ++r) gemv_int8_activations<Format::int4, 1>(w, x, y, r, ahead);
+    for (; r + 4 <= end; r += 4) gemv_int8_activations<Format::int4, 4>(w, x, y, r, prefetch);
+    for (; r < end; ++r) gemv_int8_activations<Format::int4, 1>(w, x, y, r, prefetch);
   }
 }
 

@@ -21,6 +21,7 @@
 #include "dilemma/quant/activations.hpp"
 #include "dilemma/quant/detail/int4_step_codes.hpp"
 #include "dilemma/quant/detail/kernels_avx2.hpp"
+#include "dilemma/quant/detail/row_prefetch.hpp"
 #include "dilemma/quant/detail/weight_view.hpp"
 
 #define DILEMMA_QUANT_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
@@ -40,7 +41,7 @@
 
 namespace dilemma::quant::detail::avx512 {
 
-// The first `count` (< 16) lanes.
+// The first `count` (≤ 16) lanes.
 DILEMMA_QUANT_TARGET_AVX512 inline __mmask16 tail_mask(Eigen::Index count) {
   return static_cast<__mmask16>((1u << count) - 1u);
 }
@@ -86,38 +87,6 @@ DILEMMA_QUANT_TARGET_AVX512 inline Int4Block decode_int4_block(const std::uint8_
   return {_mm512_permutexvar_ps(bytes, table), _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), table)};
 }
 
-// Where a kernel prefetches: the rows `ahead` past those it reads
-// (WeightView::prefetch_rows_ahead). A value the kernels keep in registers:
-// read through the view, GCC reloaded the format for row_bytes() after every
-// store to a RowSums (an int, as far as it knew, might be the enum).
-struct RowPrefetch {
-  const char* data;
-  Eigen::Index row_bytes, rows, ahead;
-
-  explicit RowPrefetch(const WeightView& w)
-      : data(static_cast<const char*>(w.data)),
-        row_bytes(w.row_bytes()),
-        rows(w.rows),
-        ahead(w.prefetch_rows_ahead()) {}
-};
-
-// Prefetches the cache line at byte `offset` of rows r0 + ahead … r0 + ahead
-// + Rows − 1 when they all exist; the last blocks of a matrix go without. Into
-// L2 (prefetcht1), not L1: a prefetch into L1 holds one of L1's few miss
-// buffers until its line arrives from DRAM, and with the kernel's own loads
-// queued behind them the int4 GEMV read DRAM at 12-14 GB/s against 18-20 into
-// L2 (docs/performance.md, "Prefetching into L2"). Always inlined: GCC finds a
-// function whose only effect is a prefetch free of side effects and deletes
-// its calls.
-template <int Rows>
-DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline void prefetch_rows(const RowPrefetch& p,
-                                                                                     Eigen::Index r0,
-                                                                                     Eigen::Index offset) {
-  if (r0 + p.ahead + Rows > p.rows) return;
-  const char* first = p.data + (r0 + p.ahead) * p.row_bytes + offset;
-  for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * p.row_bytes, 0, 2);
-}
-
 // The horizontal sums of consecutive rows' lane vectors (plus a scalar per
 // row), written to y 16 rows at a time: one transposing reduction of 16
 // registers takes about 45 operations where 16 separate reductions take about 130,
@@ -156,16 +125,12 @@ class RowSums {
     }
     const __m512 sums = _mm512_add_ps(_mm512_shuffle_f32x4(eights[0], eights[1], 0b10'00'10'00),
                                       _mm512_shuffle_f32x4(eights[0], eights[1], 0b11'01'11'01));
-    _mm512_mask_storeu_ps(y_, tail_mask_or_all(count_), _mm512_add_ps(sums, _mm512_loadu_ps(extra_)));
+    _mm512_mask_storeu_ps(y_, tail_mask(count_), _mm512_add_ps(sums, _mm512_loadu_ps(extra_)));
     y_ += count_;
     count_ = 0;
   }
 
  private:
-  DILEMMA_QUANT_TARGET_AVX512 static __mmask16 tail_mask_or_all(int count) {
-    return count == 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(count);
-  }
-
   float* y_;
   int count_ = 0;
   __m512 pending_[16];
@@ -568,8 +533,7 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_small_group
     for (int i = 0; i < Rows; ++i) total[i] = offset_total[i] = _mm512_setzero_ps();
     Eigen::Index s = 0;
     for (Eigen::Index chunk = 0; s < codes.steps; chunk += int4_step_group_chunk) {
-      const Eigen::Index groups_left = groups - chunk;
-      const auto in_row = static_cast<__mmask16>(groups_left >= 16 ? 0xFFFFu : (1u << groups_left) - 1u);
+      const __mmask16 in_row = tail_mask(std::min(groups - chunk, int4_step_group_chunk));
       const auto first = static_cast<std::size_t>(chunk);
       const __m512 code_scale = _mm512_loadu_ps(codes.scale.data() + first);
       const __m512 scaled_sum = _mm512_loadu_ps(codes.scaled_sum.data() + first);
