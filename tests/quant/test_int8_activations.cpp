@@ -174,6 +174,29 @@ TEST_CASE("int8-activation kernels compute Ŵ·x̂ exactly per group, for every 
   }
 }
 
+TEST_CASE("an int8-activation GEMM gives every token exactly its own GEMV's result") {
+  // 600 rows span several of the GEMM's row chunks; 5 groups leave (group 32 or 64)
+  // columns past the int4 kernel's last whole 128-column step.
+  parallel::ThreadPool two_threads(2);
+  std::uint32_t seed = 900;
+  for (const ActivationCase& c : integer_cases) {
+    CAPTURE(describe(c));
+    const Eigen::Index rows = 600, cols = 5 * c.scheme.group_size, tokens = 6;
+    const auto q = QuantizedMatrix::quantize(testing::random_weights(rows, cols, ++seed), c.format, c.scheme);
+    const model::Matrix x = testing::random_activations(tokens, cols, ++seed);
+    for (KernelIsa isa : quant::available_kernel_isas()) {
+      CAPTURE(quant::kernel_isa_name(isa));
+      const model::Matrix y = int8_product(q, x, isa, &two_threads);
+      for (Eigen::Index t = 0; t < tokens; ++t) {
+        std::vector<float> decoded(static_cast<std::size_t>(rows));
+        quant::gemv(q, std::span(x.row(t).data(), static_cast<std::size_t>(cols)), decoded,
+                    {nullptr, isa, ActivationPrecision::int8});
+        CHECK(Eigen::Map<const Eigen::RowVectorXf>(decoded.data(), rows) == y.row(t));
+      }
+    }
+  }
+}
+
 TEST_CASE("the error of int8 activations is bounded by half an activation step per weight") {
   const auto q = QuantizedMatrix::quantize(testing::random_weights(64, 512, 7), Format::int4, {.group_size = 64});
   const model::Matrix x = testing::random_activations(3, 512, 8);

@@ -11,8 +11,9 @@
 // multiplies it with Eigen's cache-blocked GEMM: a prefill is compute-bound,
 // and the panel makes the dequantization cost O(rows·cols), independent of
 // the number of tokens. With KernelContext::activations = int8, integer
-// weights meet int8-rounded activations instead (activations.hpp), token by
-// token.
+// weights meet int8-rounded activations instead (activations.hpp), each token
+// rounded on its own; gemm then runs the GEMV kernels for every token over a
+// chunk of rows that stays in cache.
 
 #include <algorithm>
 #include <cstddef>
@@ -210,6 +211,41 @@ inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<f
                          });
 }
 
+// Rows per chunk of an int8-activation GEMM: about 128 KiB of weights, which
+// stay in L2 while every token's codes pass over them; a multiple of the
+// kernels' 16-row blocks.
+inline Eigen::Index gemm_int8_chunk_rows(const WeightView& w) {
+  constexpr Eigen::Index chunk_bytes = Eigen::Index{1} << 17;
+  return std::max<Eigen::Index>(16, chunk_bytes / std::max<Eigen::Index>(1, w.row_bytes()) / 16 * 16);
+}
+
+// Y = X·Wᵀ on int8-rounded activations. Each token's activations are rounded
+// on their own, as a decode step rounds them, and each (row, token) product
+// runs the GEMV kernels' own instructions, so a prefill computes exactly what
+// the same tokens give one at a time. The loops run the other way round from
+// token-by-token GEMVs: a chunk of rows at a time, every token over it, so the
+// weights come from L2 rather than once per token from memory.
+inline void gemm_int8_activations(const QuantizedMatrix& w, const model::Matrix& x, model::Matrix& y,
+                                  const KernelContext& context) {
+  const auto view = WeightView::of(w);
+  const auto tokens = static_cast<std::size_t>(x.rows());
+  std::vector<QuantizedActivations> codes;
+  std::vector<Int4StepCodes> steps(tokens);
+  codes.reserve(tokens);
+  for (std::size_t t = 0; t < tokens; ++t) {
+    const auto row = static_cast<Eigen::Index>(t);
+    codes.push_back(quantize_activations(std::span(x.row(row).data(), static_cast<std::size_t>(x.cols())),
+                                         view.group_size));
+    if (uses_int4_steps(context.isa, view)) steps[t] = lay_out_int4_step_codes(codes[t]);
+  }
+  for_row_chunks(context.pool, w.rows(), gemm_int8_chunk_rows(view), [&](Eigen::Index begin, Eigen::Index end) {
+    for (std::size_t t = 0; t < tokens; ++t) {
+      gemv_rows_int8_activations(context.isa, view, codes[t], steps[t], y.row(static_cast<Eigen::Index>(t)).data(),
+                                 begin, end, RowOrder::sharing_x);
+    }
+  });
+}
+
 }  // namespace detail
 
 // y = W·x, with x of w.cols() floats and y of w.rows() floats.
@@ -229,16 +265,14 @@ inline void gemm(const QuantizedMatrix& w, const model::Matrix& x, model::Matrix
   detail::check_isa(context.isa);
   y.resize(x.rows(), w.rows());
   if (x.rows() == 0) return;
-  // One token takes the matrix–vector path, and so do int8 activations:
-  // they are rounded token by token, so a prefill computes exactly what the
-  // same tokens would give one at a time in decode. After the first token the
-  // weights are in cache, where rows sharing the codes' loads go faster.
-  if (x.rows() == 1 || (context.activations == ActivationPrecision::int8 && is_integer_format(w.format()))) {
-    for (Eigen::Index t = 0; t < x.rows(); ++t) {
-      detail::gemv(w, std::span(x.row(t).data(), static_cast<std::size_t>(x.cols())),
-                   std::span(y.row(t).data(), static_cast<std::size_t>(y.cols())), context,
-                   x.rows() == 1 ? detail::RowOrder::one_at_a_time : detail::RowOrder::sharing_x);
-    }
+  if (x.rows() == 1) {
+    detail::gemv(w, std::span(x.row(0).data(), static_cast<std::size_t>(x.cols())),
+                 std::span(y.row(0).data(), static_cast<std::size_t>(y.cols())), context,
+                 detail::RowOrder::one_at_a_time);
+    return;
+  }
+  if (context.activations == ActivationPrecision::int8 && is_integer_format(w.format())) {
+    detail::gemm_int8_activations(w, x, y, context);
     return;
   }
   const auto view = detail::WeightView::of(w);
