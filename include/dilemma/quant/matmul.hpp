@@ -12,8 +12,9 @@
 // and the panel makes the dequantization cost O(rows·cols), independent of
 // the number of tokens. With KernelContext::activations = int8, integer
 // weights meet int8-rounded activations instead (activations.hpp), each token
-// rounded on its own; gemm then runs the GEMV kernels for every token over a
-// chunk of rows that stays in cache.
+// rounded on its own, and gemm multiplies them in integers too: on AVX-512
+// VNNI with a kernel of its own (panel_gemm_vnni.hpp), elsewhere with the
+// GEMV kernels, every token over a chunk of rows that stays in cache.
 
 #include <algorithm>
 #include <cstddef>
@@ -31,6 +32,7 @@
 #include "dilemma/quant/detail/kernels_avx2.hpp"
 #include "dilemma/quant/detail/kernels_avx512.hpp"
 #include "dilemma/quant/detail/kernels_scalar.hpp"
+#include "dilemma/quant/detail/panel_gemm_vnni.hpp"
 #include "dilemma/quant/detail/weight_view.hpp"
 #include "dilemma/quant/kernel_isa.hpp"
 #include "dilemma/quant/quantized_matrix.hpp"
@@ -220,25 +222,37 @@ inline Eigen::Index gemm_int8_chunk_rows(const WeightView& w) {
 }
 
 // Y = X·Wᵀ on int8-rounded activations. Each token's activations are rounded
-// on their own, as a decode step rounds them, and each (row, token) product
-// runs the GEMV kernels' own instructions, so a prefill computes exactly what
-// the same tokens give one at a time. The loops run the other way round from
-// token-by-token GEMVs: a chunk of rows at a time, every token over it, so the
-// weights come from L2 rather than once per token from memory.
+// on their own, as a decode step rounds them. From panel_gemm_min_tokens
+// tokens on, AVX-512 VNNI runs the panel kernel, which agrees with decoding
+// the tokens one at a time to float rounding. Otherwise each (row, token)
+// product runs the GEMV kernels' own instructions, bit-identical to decoding,
+// but a chunk of rows at a time with every token over it, so that the weights
+// come from L2 rather than once per token from memory.
 inline void gemm_int8_activations(const QuantizedMatrix& w, const model::Matrix& x, model::Matrix& y,
                                   const KernelContext& context) {
   const auto view = WeightView::of(w);
   const auto tokens = static_cast<std::size_t>(x.rows());
   std::vector<QuantizedActivations> codes;
-  std::vector<Int4StepCodes> steps(tokens);
   codes.reserve(tokens);
-  for (std::size_t t = 0; t < tokens; ++t) {
-    const auto row = static_cast<Eigen::Index>(t);
-    codes.push_back(quantize_activations(std::span(x.row(row).data(), static_cast<std::size_t>(x.cols())),
-                                         view.group_size));
-    if (uses_int4_steps(context.isa, view)) steps[t] = lay_out_int4_step_codes(codes[t]);
+  for (Eigen::Index t = 0; t < x.rows(); ++t) {
+    codes.push_back(
+        quantize_activations(std::span(x.row(t).data(), static_cast<std::size_t>(x.cols())), view.group_size));
   }
-  for_row_chunks(context.pool, w.rows(), gemm_int8_chunk_rows(view), [&](Eigen::Index begin, Eigen::Index end) {
+  const Eigen::Index chunk_rows = gemm_int8_chunk_rows(view);
+#if DILEMMA_QUANT_X86_KERNELS
+  if (context.isa == KernelIsa::avx512 && cpu_has_avx512_vnni() && x.rows() >= panel_gemm_min_tokens) {
+    const std::vector<TokenBlock> blocks = interleave_tokens(codes);
+    for_row_chunks(context.pool, w.rows(), chunk_rows, [&](Eigen::Index begin, Eigen::Index end) {
+      avx512::panel_gemm_rows(view, blocks, y.data(), begin, end);
+    });
+    return;
+  }
+#endif
+  std::vector<Int4StepCodes> steps(tokens);
+  if (uses_int4_steps(context.isa, view)) {
+    for (std::size_t t = 0; t < tokens; ++t) steps[t] = lay_out_int4_step_codes(codes[t]);
+  }
+  for_row_chunks(context.pool, w.rows(), chunk_rows, [&](Eigen::Index begin, Eigen::Index end) {
     for (std::size_t t = 0; t < tokens; ++t) {
       gemv_rows_int8_activations(context.isa, view, codes[t], steps[t], y.row(static_cast<Eigen::Index>(t)).data(),
                                  begin, end, RowOrder::sharing_x);
