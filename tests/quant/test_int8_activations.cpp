@@ -178,12 +178,12 @@ TEST_CASE("an int8-activation GEMM agrees with each token's GEMV, bit for bit be
   // 600 rows span several row chunks and panels, with a part-filled last panel; 5 groups
   // leave (group 32 or 64) columns past the int4 GEMV kernel's last whole 128-column step.
   // From panel_gemm_min_tokens tokens on, AVX-512 VNNI adds a row's groups in another
-  // order than the GEMV kernels: equal to float rounding. 3, 4, 11 tokens: below the
-  // panel kernel, and blocks of 8, 4 and 1 tokens.
+  // order than the GEMV kernels: equal to float rounding. 7, 8 and 19 tokens: below the
+  // panel kernel, one block of 8 tokens, and two with a part-filled third.
   parallel::ThreadPool two_threads(2);
   std::uint32_t seed = 900;
   for (const ActivationCase& c : integer_cases) {
-    for (const Eigen::Index tokens : {3, 4, 11}) {
+    for (const Eigen::Index tokens : {7, 8, 19}) {
       CAPTURE(describe(c));
       CAPTURE(tokens);
       const Eigen::Index rows = 600, cols = 5 * c.scheme.group_size;

@@ -44,8 +44,10 @@ namespace dilemma::quant::detail {
 
 inline constexpr Eigen::Index panel_rows = 16;
 inline constexpr int panel_tokens = 8;
-// Below this many tokens the repacking costs more than it saves.
-inline constexpr Eigen::Index panel_gemm_min_tokens = 4;
+// With fewer tokens the GEMV kernels are as fast or faster (bench_kernels -T 7
+// and -T 8 on OPT-350m's shapes took about the same time): the repacking of
+// the panels costs the same for any number of tokens.
+inline constexpr Eigen::Index panel_gemm_min_tokens = 8;
 
 // Up to 16 rows of an integer weight, repacked: for every four columns, one
 // 64-byte vector with row i's four unsigned bytes at 4i (zero for the rows
@@ -56,47 +58,6 @@ struct WeightPanel {
   std::vector<float> scales;        // [group][16]
   std::vector<float> offsets;       // [group][16]
 };
-
-// Row r's weights as unsigned bytes u in column order (the table above).
-inline void unsigned_row(const WeightView& w, Eigen::Index r, std::uint8_t* u) {
-  if (w.format == Format::int8) {
-    const std::int8_t* row = w.int8_row(r);
-    for (Eigen::Index c = 0; c < w.cols; ++c) u[c] = static_cast<std::uint8_t>(row[c]) ^ 0x80u;
-    return;
-  }
-  // An int4 block of 32 columns is 16 bytes: byte b holds column b in its
-  // low nibble and column 16 + b in its high one.
-  const std::uint8_t* row = w.int4_row(r);
-  for (Eigen::Index block = 0; block < w.cols; block += 32) {
-    for (Eigen::Index b = 0; b < 16; ++b) {
-      const std::uint8_t byte = row[block / 2 + b];
-      u[block + b] = byte & 0x0Fu;
-      u[block + 16 + b] = byte >> 4;
-    }
-  }
-}
-
-inline void pack_panel(const WeightView& w, Eigen::Index r0, Eigen::Index rows, WeightPanel& panel) {
-  const auto cols = static_cast<std::size_t>(w.cols);
-  const auto groups = static_cast<std::size_t>(w.groups());
-  panel.rows = rows;
-  panel.bytes.assign(cols * panel_rows, 0);
-  panel.scales.assign(groups * panel_rows, 0.0f);
-  panel.offsets.assign(groups * panel_rows, 0.0f);
-  thread_local std::vector<std::uint8_t> row_bytes;
-  row_bytes.resize(cols);
-  for (Eigen::Index i = 0; i < rows; ++i) {
-    const auto lane = static_cast<std::size_t>(i);
-    unsigned_row(w, r0 + i, row_bytes.data());
-    for (std::size_t k = 0; k < cols / 4; ++k) std::memcpy(&panel.bytes[64 * k + 4 * lane], &row_bytes[4 * k], 4);
-    for (std::size_t g = 0; g < groups; ++g) {
-      const auto group = static_cast<Eigen::Index>(g);
-      const float scale = w.scales_row(r0 + i)[g];
-      panel.scales[panel_rows * g + lane] = scale;
-      panel.offsets[panel_rows * g + lane] = w.format == Format::int8 ? -128.0f * scale : w.int4_offset(r0 + i, group);
-    }
-  }
-}
 
 // The int8 codes of up to panel_tokens tokens, interleaved for the kernel:
 // for every four columns, each token's four codes in turn (zero for the
@@ -143,6 +104,84 @@ inline std::vector<TokenBlock> interleave_tokens(const std::vector<QuantizedActi
 #endif
 
 namespace avx512 {
+
+// 64 columns (or the last 32, `half`) of row r as unsigned bytes u in
+// column order: 16 dwords of four columns each.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512i unsigned_columns(const WeightView& w,
+                                                                                   Eigen::Index r, Eigen::Index c,
+                                                                                   bool half) {
+  if (w.format == Format::int8) {
+    const __m512i top_bits = _mm512_set1_epi8(static_cast<char>(0x80));
+    const __mmask64 columns = half ? 0xFFFF'FFFFull : ~0ull;
+    return _mm512_xor_si512(_mm512_maskz_loadu_epi8(columns, w.int8_row(r) + c), top_bits);
+  }
+  // An int4 block of 32 columns is 16 bytes: byte b holds column b in its
+  // low nibble and column 16 + b in its high one.
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  const __m256i packed = half ? _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.int4_row(r) + c / 2)))
+                              : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.int4_row(r) + c / 2));
+  const __m256i low = _mm256_and_si256(packed, nibble);                          // blocks 0, 1: columns 0-15, 32-47
+  const __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);  // columns 16-31, 48-63
+  const __m512i lanes = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
+  return _mm512_shuffle_i64x2(lanes, lanes, 0xD8);  // 128-bit lanes 0, 2, 1, 3: column order
+}
+
+// Rows r0 … r0 + rows − 1 (rows ≤ 16) into `panel`. Every 64 columns, the
+// rows' 16 dwords are transposed (16 × 16 dwords, four rounds of shuffles)
+// so that dword i of vector k is row i's dword k.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void pack_panel(const WeightView& w, Eigen::Index r0,
+                                                                            Eigen::Index rows, WeightPanel& panel) {
+  const auto cols = static_cast<std::size_t>(w.cols);
+  const auto groups = static_cast<std::size_t>(w.groups());
+  panel.rows = rows;
+  panel.bytes.resize(cols * panel_rows);
+  panel.scales.assign(groups * panel_rows, 0.0f);
+  panel.offsets.assign(groups * panel_rows, 0.0f);
+  for (Eigen::Index c = 0; c < w.cols; c += 64) {
+    const bool half = w.cols - c < 64;  // the columns are a multiple of 32
+    __m512i r[panel_rows], t[panel_rows];
+    for (Eigen::Index i = 0; i < panel_rows; ++i) {
+      r[i] = i < rows ? unsigned_columns(w, r0 + i, c, half) : _mm512_setzero_si512();
+    }
+    // Within each 128-bit lane, pairs, then quads of rows: t[4m + q] lane L
+    // holds column dword 4L + q of rows 4m … 4m + 3.
+    for (int m = 0; m < panel_rows; m += 2) {
+      t[m] = _mm512_unpacklo_epi32(r[m], r[m + 1]);
+      t[m + 1] = _mm512_unpackhi_epi32(r[m], r[m + 1]);
+    }
+    for (int m = 0; m < panel_rows; m += 4) {
+      r[m] = _mm512_unpacklo_epi64(t[m], t[m + 2]);
+      r[m + 1] = _mm512_unpackhi_epi64(t[m], t[m + 2]);
+      r[m + 2] = _mm512_unpacklo_epi64(t[m + 1], t[m + 3]);
+      r[m + 3] = _mm512_unpackhi_epi64(t[m + 1], t[m + 3]);
+    }
+    // Then the four quads' lanes side by side: dword 4L + q of all 16 rows.
+    std::uint8_t* out = panel.bytes.data() + 16 * c;
+    const int dwords = half ? 8 : 16;
+    for (int q = 0; q < 4; ++q) {
+      const __m512i low_pairs = _mm512_shuffle_i32x4(r[q], r[4 + q], 0x44);
+      const __m512i high_pairs = _mm512_shuffle_i32x4(r[q], r[4 + q], 0xEE);
+      const __m512i low_pairs2 = _mm512_shuffle_i32x4(r[8 + q], r[12 + q], 0x44);
+      const __m512i high_pairs2 = _mm512_shuffle_i32x4(r[8 + q], r[12 + q], 0xEE);
+      const __m512i column[4] = {
+          _mm512_shuffle_i32x4(low_pairs, low_pairs2, 0x88), _mm512_shuffle_i32x4(low_pairs, low_pairs2, 0xDD),
+          _mm512_shuffle_i32x4(high_pairs, high_pairs2, 0x88), _mm512_shuffle_i32x4(high_pairs, high_pairs2, 0xDD)};
+      for (int lane = 0; lane < 4; ++lane) {
+        const int dword = 4 * lane + q;
+        if (dword < dwords) _mm512_storeu_si512(out + 64 * dword, column[lane]);
+      }
+    }
+  }
+  for (Eigen::Index i = 0; i < rows; ++i) {
+    const auto lane = static_cast<std::size_t>(i);
+    for (std::size_t g = 0; g < groups; ++g) {
+      const float scale = w.scales_row(r0 + i)[g];
+      panel.scales[panel_rows * g + lane] = scale;
+      panel.offsets[panel_rows * g + lane] =
+          w.format == Format::int8 ? -128.0f * scale : w.int4_offset(r0 + i, static_cast<Eigen::Index>(g));
+    }
+  }
+}
 
 // y_t[r0 + i] for the panel's rows and the block's tokens; y_t is y + t·y_stride.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) inline void panel_gemm_block(
