@@ -118,8 +118,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512i unsigned_col
   // An int4 block of 32 columns is 16 bytes: byte b holds column b in its
   // low nibble and column 16 + b in its high one.
   const __m256i nibble = _mm256_set1_epi8(0x0F);
-  const __m256i packed = half ? _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.int4_row(r) + c / 2)))
-                              : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.int4_row(r) + c / 2));
+  const std::uint8_t* bytes = w.int4_row(r) + c / 2;
+  const __m256i packed = half ? _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)))
+                              : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes));
   const __m256i low = _mm256_and_si256(packed, nibble);                          // blocks 0, 1: columns 0-15, 32-47
   const __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);  // columns 16-31, 48-63
   const __m512i lanes = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
