@@ -165,11 +165,16 @@ inline Eigen::Index gemv_chunk_rows(Eigen::Index rows, unsigned threads) {
   return std::max<Eigen::Index>(16, (per_chunk + 7) / 8 * 8);
 }
 
-// Rows per GEMM panel: 64k floats (256 KiB) stay in L2 while every token's
-// row of X passes over them.
+// Rows of `row_bytes` each that fit in `bytes` (at least 16), a multiple of
+// the kernels' 16-row blocks: a GEMM's panel or chunk of rows, sized to stay
+// in L2 while every token passes over it. A QuantizedMatrix has columns.
+inline Eigen::Index rows_within(Eigen::Index bytes, Eigen::Index row_bytes) {
+  return std::max<Eigen::Index>(16, bytes / row_bytes / 16 * 16);
+}
+
+// Rows per GEMM panel: 64k floats (256 KiB) of dequantized weights.
 inline Eigen::Index gemm_panel_rows(Eigen::Index cols) {
-  constexpr Eigen::Index panel_floats = Eigen::Index{1} << 16;
-  return std::max<Eigen::Index>(16, panel_floats / cols / 16 * 16);
+  return rows_within(Eigen::Index{1} << 18, cols * Eigen::Index{sizeof(float)});
 }
 
 // A per-thread buffer for the dequantized panel, kept across calls so that a
@@ -213,14 +218,6 @@ inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<f
                          });
 }
 
-// Rows per chunk of an int8-activation GEMM: about 128 KiB of weights, which
-// stay in L2 while every token's codes pass over them; a multiple of the
-// kernels' 16-row blocks.
-inline Eigen::Index gemm_int8_chunk_rows(const WeightView& w) {
-  constexpr Eigen::Index chunk_bytes = Eigen::Index{1} << 17;
-  return std::max<Eigen::Index>(16, chunk_bytes / std::max<Eigen::Index>(1, w.row_bytes()) / 16 * 16);
-}
-
 // Y = X·Wᵀ on int8-rounded activations. Each token's activations are rounded
 // on their own, as a decode step rounds them. From panel_gemm_min_tokens
 // tokens on, AVX-512 VNNI runs the panel kernel, which agrees with decoding
@@ -238,7 +235,7 @@ inline void gemm_int8_activations(const QuantizedMatrix& w, const model::Matrix&
     codes.push_back(
         quantize_activations(std::span(x.row(t).data(), static_cast<std::size_t>(x.cols())), view.group_size));
   }
-  const Eigen::Index chunk_rows = gemm_int8_chunk_rows(view);
+  const Eigen::Index chunk_rows = rows_within(Eigen::Index{1} << 17, view.row_bytes());  // 128 KiB of weights
 #if DILEMMA_QUANT_X86_KERNELS
   if (context.isa == KernelIsa::avx512 && cpu_has_avx512_vnni() && x.rows() >= panel_gemm_min_tokens) {
     const std::vector<TokenBlock> blocks = interleave_tokens(codes);
