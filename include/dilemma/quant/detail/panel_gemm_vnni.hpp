@@ -38,6 +38,9 @@
 
 #if DILEMMA_QUANT_X86_KERNELS
 #include <immintrin.h>
+
+#include "dilemma/quant/detail/kernels_avx2.hpp"    // int4_block_bytes
+#include "dilemma/quant/detail/kernels_avx512.hpp"  // tail_mask
 #endif
 
 namespace dilemma::quant::detail {
@@ -115,16 +118,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512i unsigned_col
     const __mmask64 columns = half ? 0xFFFF'FFFFull : ~0ull;
     return _mm512_xor_si512(_mm512_maskz_loadu_epi8(columns, w.int8_row(r) + c), top_bits);
   }
-  // An int4 block of 32 columns is 16 bytes: byte b holds column b in its
-  // low nibble and column 16 + b in its high one.
-  const __m256i nibble = _mm256_set1_epi8(0x0F);
-  const std::uint8_t* bytes = w.int4_row(r) + c / 2;
-  const __m256i packed = half ? _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)))
-                              : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes));
-  const __m256i low = _mm256_and_si256(packed, nibble);                          // blocks 0, 1: columns 0-15, 32-47
-  const __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), nibble);  // columns 16-31, 48-63
-  const __m512i lanes = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
-  return _mm512_shuffle_i64x2(lanes, lanes, 0xD8);  // 128-bit lanes 0, 2, 1, 3: column order
+  // Two int4 blocks of 32 columns, each spread over 32 bytes in column order.
+  const std::uint8_t* row = w.int4_row(r) + c / 2;
+  const __m512i first = _mm512_zextsi256_si512(avx2::int4_block_bytes(row));
+  return half ? first : _mm512_inserti64x4(first, avx2::int4_block_bytes(row + int4_block / 2), 1);
 }
 
 // Rows r0 … r0 + rows − 1 (rows ≤ 16) into `panel`. Every 64 columns, the
@@ -216,7 +213,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) inline void pane
       total[t] = _mm512_fmadd_ps(offset, _mm512_set1_ps(scaled_sums[t]), total[t]);
     }
   }
-  const auto rows_mask = static_cast<__mmask16>((1u << panel.rows) - 1u);
+  const __mmask16 rows_mask = tail_mask(panel.rows);
   for (int t = 0; t < block.count; ++t) _mm512_mask_storeu_ps(y + t * y_stride + r0, rows_mask, total[t]);
 }
 
