@@ -138,9 +138,10 @@ TEST_CASE("int8-activation kernels compute Ŵ·x̂ exactly per group, for every 
   std::uint32_t seed = 500;
   for (const ActivationCase& c : integer_cases) {
     for (Eigen::Index rows : {1, 3, 5, 7, 17}) {
-      // 17 and 37 groups: the AVX-512 int4 kernel's chunks of 16 groups, a part-filled last
-      // chunk, and (group size 32 or 64) columns past the last whole 128-column step.
-      for (Eigen::Index groups : {1, 2, 3, 17, 37}) {
+      // The AVX-512 int4 kernel's 128-column steps with groups of 32 or 64 run in chunks of the
+      // most steps (8, 4, 2 or 1) that divide a row's: 3, 9, 17 and 37 groups give 0, 2, 4 and 9
+      // steps of groups of 32, and 1, 4, 8 and 18 of groups of 64, each with columns left over.
+      for (Eigen::Index groups : {1, 2, 3, 9, 17, 37}) {
         const Eigen::Index cols = groups * c.scheme.group_size;
         CAPTURE(describe(c));
         CAPTURE(rows);

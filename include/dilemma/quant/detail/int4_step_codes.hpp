@@ -20,7 +20,7 @@ namespace dilemma::quant::detail {
 
 inline constexpr Eigen::Index int4_step = 128;
 
-// The kernel reads per-group values 16 at a time (one register of floats).
+// The most groups whose per-group values the kernel holds at once (one register of floats).
 inline constexpr Eigen::Index int4_step_group_chunk = 16;
 
 inline bool int4_steps_fit(Eigen::Index group_size) {
@@ -32,9 +32,7 @@ struct Int4StepCodes {
   Eigen::Index steps = 0;
   std::vector<std::int8_t> low;   // 64 per step: code of the column under each byte's low nibble
   std::vector<std::int8_t> high;  // 64 per step: ... under its high nibble
-  // Per group, zero for the groups past the last whole step (the kernel's
-  // column tail, which it leaves to the unstepped kernel) and for the padding
-  // up to a multiple of int4_step_group_chunk:
+  // Per group of the whole steps (the column tail's groups are left to the unstepped kernel):
   std::vector<float> scale;       // s_g, the activation scale
   std::vector<float> scaled_sum;  // s_g · Σ q over the group, which the group's weight offset multiplies
 };
@@ -55,10 +53,8 @@ inline Int4StepCodes lay_out_int4_step_codes(const QuantizedActivations& x) {
   }
   const auto group_size = static_cast<std::size_t>(x.group_size);
   const std::size_t stepped_groups = steps * int4_step / group_size;
-  const std::size_t padded =
-      (x.scales.size() + int4_step_group_chunk - 1) / int4_step_group_chunk * int4_step_group_chunk;
-  codes.scale.assign(padded, 0.0f);
-  codes.scaled_sum.assign(padded, 0.0f);
+  codes.scale.resize(stepped_groups);
+  codes.scaled_sum.resize(stepped_groups);
   for (std::size_t g = 0; g < stepped_groups; ++g) {
     codes.scale[g] = x.scales[g];
     codes.scaled_sum[g] = x.scales[g] * static_cast<float>(x.sums[g]);

@@ -474,8 +474,8 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int8_weights_biased(co
 
 // dot + the lane-wise products of one row's 64 bytes with a step's codes.
 DILEMMA_QUANT_TARGET_AVX512_VNNI inline __m512i int4_step_dot(__m512i dot, __m512i bytes, __m512i low_codes,
-                                                              __m512i high_codes) {
-  const __m512i nibble = _mm512_set1_epi8(0x0F);
+                                                              __m512i high_codes,
+                                                              __m512i nibble = _mm512_set1_epi8(0x0F)) {
   dot = _mm512_dpbusd_epi32(dot, _mm512_and_si512(bytes, nibble), low_codes);
   return _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble), high_codes);
 }
@@ -500,72 +500,139 @@ struct Int4RowBlock {
 
   Int4RowBlock(const WeightView& w, Eigen::Index r0)
       : packed(w.int4_row(r0)), scales(w.scales_row(r0)), offsets(w.asymmetric ? w.offsets_row(r0) : nullptr) {}
+
+  // The block `rows` rows further on.
+  void advance(Eigen::Index rows, Eigen::Index row_bytes, Eigen::Index groups) {
+    packed += rows * row_bytes;
+    scales += rows * groups;
+    if (offsets != nullptr) offsets += rows * groups;
+  }
 };
 
-// Groups of 32 or 64 columns: a step spans 128/G whole groups, and int32 lane
-// l belongs to the step's group 32·(l/4)/G. The group scales are formed 16
-// groups (a chunk) at a time; vpermps hands each step's lanes theirs. The
-// steps here, the groups after the last whole step by
+// What the steps of one chunk of groups (below) read, for a block of Rows rows.
+template <int Rows>
+struct Int4ChunkSteps {
+  const std::uint8_t* bytes;  // the first row's 64 bytes at the chunk's first step
+  const std::int8_t* low_codes;
+  const std::int8_t* high_codes;
+  Eigen::Index row_bytes;
+  __m512i nibble;             // 0x0F in every byte
+  __m512 group_scale[Rows];  // per row, the chunk's 16 group scales times the activation scales
+  RowPrefetch prefetch;
+  Eigen::Index r0, first_step;
+};
+
+// Steps K … Steps − 1 of a chunk, unrolled, so that each step's lane-to-group
+// indices are a constant and not a vector carried from step to step: lane l of
+// step K belongs to the chunk's group K·GroupsPerStep + 32·(l/4)/G.
+template <int K, int Steps, int Rows, int GroupsPerStep>
+DILEMMA_QUANT_TARGET_AVX512_VNNI __attribute__((always_inline)) inline void int4_chunk_steps(
+    const Int4ChunkSteps<Rows>& chunk, __m512 (&total)[Rows]) {
+  if constexpr (K < Steps) {
+    const __m512i lane_group =
+        GroupsPerStep == 4
+            ? _mm512_setr_epi32(4 * K, 4 * K, 4 * K, 4 * K, 4 * K + 1, 4 * K + 1, 4 * K + 1, 4 * K + 1, 4 * K + 2,
+                                4 * K + 2, 4 * K + 2, 4 * K + 2, 4 * K + 3, 4 * K + 3, 4 * K + 3, 4 * K + 3)
+            : _mm512_setr_epi32(2 * K, 2 * K, 2 * K, 2 * K, 2 * K, 2 * K, 2 * K, 2 * K, 2 * K + 1, 2 * K + 1,
+                                2 * K + 1, 2 * K + 1, 2 * K + 1, 2 * K + 1, 2 * K + 1, 2 * K + 1);
+    prefetch_rows<Rows>(chunk.prefetch, chunk.r0, 64 * (chunk.first_step + K));
+    const __m512i low_codes = _mm512_loadu_si512(chunk.low_codes + 64 * K);
+    const __m512i high_codes = _mm512_loadu_si512(chunk.high_codes + 64 * K);
+    for (int i = 0; i < Rows; ++i) {
+      const __m512i dot = int4_step_dot(_mm512_setzero_si512(),
+                                        load_step_bytes(chunk.bytes + 64 * K + i * chunk.row_bytes), low_codes,
+                                        high_codes, chunk.nibble);
+      total[i] =
+          _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(lane_group, chunk.group_scale[i]), total[i]);
+    }
+    int4_chunk_steps<K + 1, Steps, Rows, GroupsPerStep>(chunk, total);
+  }
+}
+
+// Groups of 32 or 64 columns (GroupsPerStep = 128/G = 4 or 2): a step spans
+// whole groups, and int32 lane l belongs to the step's group 32·(l/4)/G. The
+// group scales are formed a chunk of StepsPerChunk steps (at most 16 groups,
+// one register) at a time, and vpermps hands each step's lanes theirs; the
+// chunk's steps are unrolled. StepsPerChunk divides the row's steps, so that
+// every chunk is whole: one loop over chunks of a run-time length, tested
+// between steps, measured 15-20% slower on lm_head (docs/performance.md,
+// "Unrolled chunks"). The steps here, the groups after the last whole step by
 // int4_int8_activations_dot. Asymmetric is a template parameter because a
 // run-time test inside the row loop made GCC keep the accumulators in memory.
 // This and the kernels below take the blocks of Rows rows from `begin` on
 // while a whole block fits before `end`, and return the first row not done:
 // the loop over blocks inside the kernel keeps its constants in registers.
-template <int Rows, bool Asymmetric>
+template <int Rows, bool Asymmetric, int GroupsPerStep, int StepsPerChunk>
 DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_small_groups(
     const WeightView& w, const QuantizedActivations& x, const Int4StepCodes& codes, RowSums& sums, Eigen::Index begin,
     Eigen::Index end, RowPrefetch prefetch) {
-  const Eigen::Index groups_per_step = int4_step / w.group_size;  // 4 or 2
-  const Eigen::Index steps_per_chunk = int4_step_group_chunk / groups_per_step;
-  // Each lane's group within the chunk at the chunk's first step; a step moves it on by groups_per_step.
-  const __m512i first_lane_group = groups_per_step == 4
-                                       ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
-                                       : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  const __m512i next_step_groups = _mm512_set1_epi32(static_cast<int>(groups_per_step));
+  constexpr Eigen::Index groups_per_chunk = GroupsPerStep * StepsPerChunk;
+  static_assert(groups_per_chunk <= int4_step_group_chunk);
+  const __mmask16 in_chunk = tail_mask(groups_per_chunk);
   const __m512 offset_factor = _mm512_set1_ps(Asymmetric ? 1.0f : -8.0f);  // see the end of a block
   const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
-  const Eigen::Index tail_group = codes.steps * groups_per_step;
-  Eigen::Index r0 = begin;
-  for (; r0 + Rows <= end; r0 += Rows) {
-    const auto [packed, scales, offsets] = Int4RowBlock(w, r0);
+  const Eigen::Index tail_group = codes.steps * GroupsPerStep;
+  Int4ChunkSteps<Rows> chunk{.bytes = nullptr,
+                             .low_codes = nullptr,
+                             .high_codes = nullptr,
+                             .row_bytes = row_bytes,
+                             .nibble = _mm512_set1_epi8(0x0F),
+                             .group_scale = {},
+                             .prefetch = prefetch,
+                             .r0 = begin,
+                             .first_step = 0};
+  // In a register: GCC otherwise builds the constant again in every step.
+  asm("" : "+v"(chunk.nibble));
+  Int4RowBlock block(w, begin);
+  for (; chunk.r0 + Rows <= end; chunk.r0 += Rows, block.advance(Rows, row_bytes, groups)) {
+    const auto [packed, scales, offsets] = block;
     __m512 total[Rows];
     __m512 offset_total[Rows];
     for (int i = 0; i < Rows; ++i) total[i] = offset_total[i] = _mm512_setzero_ps();
-    Eigen::Index s = 0;
-    for (Eigen::Index chunk = 0; s < codes.steps; chunk += int4_step_group_chunk) {
-      const __mmask16 in_row = tail_mask(std::min(groups - chunk, int4_step_group_chunk));
-      const auto first = static_cast<std::size_t>(chunk);
-      const __m512 code_scale = _mm512_loadu_ps(codes.scale.data() + first);
-      const __m512 scaled_sum = _mm512_loadu_ps(codes.scaled_sum.data() + first);
-      __m512 group_scale[Rows];
+    for (Eigen::Index s = 0; s < codes.steps; s += StepsPerChunk) {
+      const Eigen::Index first_group = s * GroupsPerStep;
+      const auto first = static_cast<std::size_t>(first_group);
+      const __m512 code_scale = _mm512_maskz_loadu_ps(in_chunk, codes.scale.data() + first);
+      const __m512 scaled_sum = _mm512_maskz_loadu_ps(in_chunk, codes.scaled_sum.data() + first);
       for (int i = 0; i < Rows; ++i) {
-        const __m512 weight_scale = _mm512_maskz_loadu_ps(in_row, scales + i * groups + chunk);
-        group_scale[i] = _mm512_mul_ps(weight_scale, code_scale);
-        const __m512 offset = Asymmetric ? _mm512_maskz_loadu_ps(in_row, offsets + i * groups + chunk) : weight_scale;
+        const __m512 weight_scale = _mm512_maskz_loadu_ps(in_chunk, scales + i * groups + first_group);
+        chunk.group_scale[i] = _mm512_mul_ps(weight_scale, code_scale);
+        const __m512 offset =
+            Asymmetric ? _mm512_maskz_loadu_ps(in_chunk, offsets + i * groups + first_group) : weight_scale;
         offset_total[i] = _mm512_fmadd_ps(offset, scaled_sum, offset_total[i]);
       }
-      __m512i lane_group = first_lane_group;
-      for (const Eigen::Index chunk_end = std::min(codes.steps, s + steps_per_chunk); s < chunk_end; ++s) {
-        prefetch_rows<Rows>(prefetch, r0, 64 * s);
-        const auto step = static_cast<std::size_t>(s);
-        const __m512i low_codes = _mm512_loadu_si512(codes.low.data() + 64 * step);
-        const __m512i high_codes = _mm512_loadu_si512(codes.high.data() + 64 * step);
-        for (int i = 0; i < Rows; ++i) {
-          const __m512i dot = int4_step_dot(_mm512_setzero_si512(), load_step_bytes(packed + 64 * s + i * row_bytes),
-                                            low_codes, high_codes);
-          total[i] =
-              _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(lane_group, group_scale[i]), total[i]);
-        }
-        lane_group = _mm512_add_epi32(lane_group, next_step_groups);
-      }
+      chunk.bytes = packed + 64 * s;
+      chunk.low_codes = codes.low.data() + 64 * s;
+      chunk.high_codes = codes.high.data() + 64 * s;
+      chunk.first_step = s;
+      int4_chunk_steps<0, StepsPerChunk, Rows, GroupsPerStep>(chunk, total);
     }
     // The symmetric offsets' −8 was left out of the sum above, which took the scales.
     for (int i = 0; i < Rows; ++i) {
-      const float tail = tail_group < groups ? int4_int8_activations_dot(w, x, r0 + i, prefetch, tail_group) : 0.0f;
+      const float tail =
+          tail_group < groups ? int4_int8_activations_dot(w, x, chunk.r0 + i, prefetch, tail_group) : 0.0f;
       sums.add(_mm512_fmadd_ps(offset_total[i], offset_factor, total[i]), tail);
     }
   }
-  return r0;
+  return chunk.r0;
+}
+
+// The kernel above with the longest chunk, up to a register of group scales, that divides the row's steps.
+template <int Rows, bool Asymmetric, int GroupsPerStep>
+DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_small_groups(
+    const WeightView& w, const QuantizedActivations& x, const Int4StepCodes& codes, RowSums& sums, Eigen::Index begin,
+    Eigen::Index end, RowPrefetch prefetch) {
+  constexpr int longest = int4_step_group_chunk / GroupsPerStep;  // 8 or 4
+  auto run = [&]<int StepsPerChunk>() {
+    return gemv_int4_steps_small_groups<Rows, Asymmetric, GroupsPerStep, StepsPerChunk>(w, x, codes, sums, begin, end,
+                                                                                        prefetch);
+  };
+  if (codes.steps % longest == 0) return run.template operator()<longest>();
+  if constexpr (longest > 4) {
+    if (codes.steps % 4 == 0) return run.template operator()<4>();
+  }
+  if (codes.steps % 2 == 0) return run.template operator()<2>();
+  return run.template operator()<1>();
 }
 
 // Groups of a multiple of 128 columns: every step lies inside one group, so
@@ -618,8 +685,9 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps(const Weigh
                                                                      const Int4StepCodes& codes, RowSums& sums,
                                                                      Eigen::Index begin, Eigen::Index end,
                                                                      RowPrefetch prefetch) {
-  if (w.group_size < int4_step) {
-    return gemv_int4_steps_small_groups<Rows, Asymmetric>(w, x, codes, sums, begin, end, prefetch);
+  if (w.group_size < int4_step) {  // 32 or 64, the multiples of an int4 block that divide a step
+    return w.group_size == 32 ? gemv_int4_steps_small_groups<Rows, Asymmetric, 4>(w, x, codes, sums, begin, end, prefetch)
+                              : gemv_int4_steps_small_groups<Rows, Asymmetric, 2>(w, x, codes, sums, begin, end, prefetch);
   }
   return gemv_int4_steps_large_groups<Rows, Asymmetric>(w, codes, sums, begin, end, prefetch);
 }
