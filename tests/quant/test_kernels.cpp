@@ -47,6 +47,11 @@ std::string describe(const Case& c) {
 }
 
 std::vector<Eigen::Index> column_counts(const Case& c) {
+  if (c.format == Format::int4) {
+    // Whole 128-column steps too, for AVX-512's int4 step kernel: 3, 4, 6 and 8 steps run in chunks of
+    // 1, 4, 2 and 4 or 8 steps (groups of 32 or 64), or make 3, 4, 6 and 8 groups of 128.
+    return {c.scheme.group_size, 2 * c.scheme.group_size, 3 * c.scheme.group_size, 384, 512, 768, 1024};
+  }
   if (quant::is_integer_format(c.format)) {
     return {c.scheme.group_size, 2 * c.scheme.group_size, 3 * c.scheme.group_size};
   }
@@ -159,6 +164,24 @@ TEST_CASE("many chunks and panels: a 301-row weight with 1024 columns") {
         check_close(y, ref.y, 2 * ref.tolerance);
         CHECK(quant::gemm(q, x, {nullptr, isa}) == y);
       }
+    }
+  }
+}
+
+// AVX-512's int4 step kernel stores activations scaled by down to 16^−7; it
+// must leave activations that would then fall out of float's normal range to
+// the kernel that decodes weights, and still give the reference's products.
+TEST_CASE("int4 products of tiny and zero activations match the reference on every kernel set") {
+  const auto q = QuantizedMatrix::quantize(testing::random_weights(19, 512, 11), Format::int4, {.group_size = 64});
+  const model::Matrix x = testing::random_activations(1, 512, 12);
+  // Scaling x by a power of two scales the exact product and its tolerance alike.
+  const Reference ref = reference_product(q, x);
+  for (const float scale : {0x1p-50f, 0x1p-120f, 0.0f}) {
+    CAPTURE(scale);
+    for (KernelIsa isa : quant::available_kernel_isas()) {
+      CAPTURE(quant::kernel_isa_name(isa));
+      const model::Matrix y = gemv_rows_of(q, x * scale, {nullptr, isa});
+      check_close(y, ref.y * scale, 2 * scale * ref.tolerance);
     }
   }
 }

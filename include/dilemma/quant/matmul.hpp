@@ -29,6 +29,7 @@
 #include "dilemma/parallel/thread_pool.hpp"
 #include "dilemma/quant/activations.hpp"
 #include "dilemma/quant/detail/int4_step_codes.hpp"
+#include "dilemma/quant/detail/int4_step_lanes.hpp"
 #include "dilemma/quant/detail/kernels_avx2.hpp"
 #include "dilemma/quant/detail/kernels_avx512.hpp"
 #include "dilemma/quant/detail/kernels_scalar.hpp"
@@ -75,11 +76,18 @@ inline bool needs_group_sums(KernelIsa isa, const WeightView& w) {
   return isa == KernelIsa::avx2 || (isa == KernelIsa::scalar && w.asymmetric);
 }
 
-inline void gemv_rows(KernelIsa isa, const WeightView& w, const float* x, const float* sums, float* y,
-                      Eigen::Index begin, Eigen::Index end) {
+// `lanes`: x laid out for the AVX-512 int4 step kernel, or no steps for the others.
+inline void gemv_rows(KernelIsa isa, const WeightView& w, const float* x, const float* sums,
+                      [[maybe_unused]] const Int4StepLanes& lanes, float* y, Eigen::Index begin, Eigen::Index end) {
   switch (isa) {
 #if DILEMMA_QUANT_X86_KERNELS
-    case KernelIsa::avx512: avx512::gemv_rows(w, x, y, begin, end); return;
+    case KernelIsa::avx512:
+      if (lanes.steps > 0) {
+        avx512::gemv_rows_int4_lanes(w, lanes, sums, y, begin, end);
+      } else {
+        avx512::gemv_rows(w, x, y, begin, end);
+      }
+      return;
     case KernelIsa::avx2: avx2::gemv_rows(w, x, sums, y, begin, end); return;
 #else
     case KernelIsa::avx512:
@@ -210,11 +218,15 @@ inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<f
                            });
     return;
   }
-  const std::vector<float> sums =
-      detail::needs_group_sums(context.isa, view) ? detail::group_sums(view, x.data()) : std::vector<float>{};
+  const detail::Int4StepLanes lanes = context.isa == KernelIsa::avx512 && w.format() == Format::int4
+                                          ? detail::lay_out_int4_step_lanes(x.data(), view.cols, view.group_size)
+                                          : detail::Int4StepLanes{};
+  const std::vector<float> sums = lanes.steps > 0 || detail::needs_group_sums(context.isa, view)
+                                      ? detail::group_sums(view, x.data())
+                                      : std::vector<float>{};
   detail::for_row_chunks(context.pool, w.rows(), detail::gemv_chunk_rows(w.rows(), threads),
                          [&](Eigen::Index begin, Eigen::Index end) {
-                           detail::gemv_rows(context.isa, view, x.data(), sums.data(), y.data(), begin, end);
+                           detail::gemv_rows(context.isa, view, x.data(), sums.data(), lanes, y.data(), begin, end);
                          });
 }
 

@@ -14,12 +14,14 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include <Eigen/Core>
 
 #include "dilemma/quant/activations.hpp"
 #include "dilemma/quant/detail/int4_step_codes.hpp"
+#include "dilemma/quant/detail/int4_step_lanes.hpp"
 #include "dilemma/quant/detail/kernels_avx2.hpp"
 #include "dilemma/quant/detail/row_prefetch.hpp"
 #include "dilemma/quant/detail/weight_view.hpp"
@@ -277,6 +279,229 @@ DILEMMA_QUANT_TARGET_AVX512 inline void gemv_block(const WeightView& w, const fl
   }
 }
 
+// ---- int4 rows in steps of 128 columns ----
+//
+// Decoding int4 blocks into column order (decode_int4_block) costs several
+// shuffles per 32 weights. The step kernels below, for float and for int8
+// activations, leave the weights as stored instead: 64 bytes of a row (four
+// blocks, 128 columns) are one load and one register of 16 int32 lanes, lane l
+// holding bytes 4l … 4l + 3, and the activations are laid out once per product
+// in the order of those lanes (int4_step_lanes.hpp, int4_step_codes.hpp). Lane
+// l covers columns of block l/4 only, so with groups of 32 or 64 columns
+// (GroupsPerStep = 128/G = 4 or 2) it belongs to group 32·(l/4)/G of its step.
+
+// 64 bytes of a row, held in a register: otherwise GCC 12 folds the
+// load into both of its users and, short of address registers, bounces it
+// through the stack (measured 10-15% slower on cache-resident weights).
+DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline __m512i load_step_bytes(const std::uint8_t* p) {
+  __m512i bytes = _mm512_loadu_si512(p);
+  asm("" : "+v"(bytes));
+  return bytes;
+}
+
+// Where a block of rows starting at r0 keeps its int4 bytes, scales and
+// (asymmetric only) offsets: one base pointer and a stride per array rather
+// than a pointer per row, because the WeightView accessors divide by the group
+// size and eight row pointers leave GCC too few registers for the loop.
+struct Int4RowBlock {
+  const std::uint8_t* packed;
+  const float* scales;
+  const float* offsets;  // null when symmetric
+
+  Int4RowBlock(const WeightView& w, Eigen::Index r0)
+      : packed(w.int4_row(r0)), scales(w.scales_row(r0)), offsets(w.asymmetric ? w.offsets_row(r0) : nullptr) {}
+
+  // The block `rows` rows further on.
+  void advance(Eigen::Index rows, Eigen::Index row_bytes, Eigen::Index groups) {
+    packed += rows * row_bytes;
+    scales += rows * groups;
+    if (offsets != nullptr) offsets += rows * groups;
+  }
+};
+
+// The group, within a chunk of steps, of each lane at step K of the chunk:
+// K·GroupsPerStep + 32·(l/4)/G. A constant once the chunk's steps are
+// unrolled, rather than a vector carried and incremented from step to step.
+template <int K, int GroupsPerStep>
+DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline __m512i step_lane_groups() {
+  static_assert(GroupsPerStep == 2 || GroupsPerStep == 4);
+  constexpr int g = GroupsPerStep * K;
+  if constexpr (GroupsPerStep == 4) {
+    return _mm512_setr_epi32(g, g, g, g, g + 1, g + 1, g + 1, g + 1, g + 2, g + 2, g + 2, g + 2, g + 3, g + 3, g + 3,
+                             g + 3);
+  } else {
+    return _mm512_setr_epi32(g, g, g, g, g, g, g, g, g + 1, g + 1, g + 1, g + 1, g + 1, g + 1, g + 1, g + 1);
+  }
+}
+
+// run.template operator()<StepsPerChunk>() with the longest chunk of steps
+// that holds at most one register of group values (16 groups) and divides a
+// row's `steps`, so that every chunk is whole and its steps unroll with
+// constant lane groups and no test between them. Both cost: on lm_head's
+// int8-activation GEMV, a chunk of run-time length with a lane-group vector
+// carried between steps ran 15-30% slower (docs/performance.md, "Unrolled
+// chunks").
+template <int GroupsPerStep, typename Run>
+inline decltype(auto) with_whole_chunks(Eigen::Index steps, Run&& run) {
+  constexpr int longest = int4_step_group_chunk / GroupsPerStep;  // 8 or 4
+  if (steps % longest == 0) return run.template operator()<longest>();
+  if constexpr (longest > 4) {
+    if (steps % 4 == 0) return run.template operator()<4>();
+  }
+  if (steps % 2 == 0) return run.template operator()<2>();
+  return run.template operator()<1>();
+}
+
+// ---- int4 weights, float activations, 128 columns per step ----
+//
+// Nibble k of every lane, masked in place (one vpandd), is the integer u·16^k,
+// which vcvtudq2ps converts exactly (four significant bits); the activation
+// under it was stored as x·16^−k, so one FMA adds u·x with a single rounding.
+// Eight mask-convert-FMA triples cover a step, and no shuffle decodes a
+// weight: gemv_int4_block above spends three shuffles per 32 weights. The scale
+// and the offset apply per group as s·Σu·x + offset·Σx (offset = −8·s for
+// symmetric int4). One row at a time: a single stream from DRAM. Columns must
+// be whole steps (int4_step_lanes.hpp).
+
+// What one row's chunk of steps reads.
+struct Int4LaneChunk {
+  const std::uint8_t* bytes;  // the row's 64 bytes at the chunk's first step
+  const float* lanes;         // the activations' 128 at that step
+  const __m512i* masks;       // nibble k of every lane: 0xF << 4k
+  RowPrefetch prefetch;
+  Eigen::Index r, first_step;
+};
+
+// Σ over a step's 128 columns of u·x, in 16 lanes (lane l: block l/4's columns).
+template <int K>
+DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline __m512 int4_lane_step(const Int4LaneChunk& chunk) {
+  prefetch_rows<1>(chunk.prefetch, chunk.r, 64 * (chunk.first_step + K));
+  const __m512i bytes = load_step_bytes(chunk.bytes + 64 * K);
+  const float* x = chunk.lanes + int4_step * K;
+  // u·16^k of nibble k in every lane
+  const auto nibble = [&](int k) DILEMMA_QUANT_TARGET_AVX512 {
+    return _mm512_cvtepu32_ps(_mm512_and_si512(bytes, chunk.masks[k]));
+  };
+  // Two chains of four, so that the FMAs' latency overlaps.
+  __m512 even = _mm512_mul_ps(nibble(0), _mm512_loadu_ps(x));
+  __m512 odd = _mm512_mul_ps(nibble(1), _mm512_loadu_ps(x + 16));
+  for (int k = 2; k < 8; k += 2) {
+    even = _mm512_fmadd_ps(nibble(k), _mm512_loadu_ps(x + 16 * k), even);
+    odd = _mm512_fmadd_ps(nibble(k + 1), _mm512_loadu_ps(x + 16 * (k + 1)), odd);
+  }
+  return _mm512_add_ps(even, odd);
+}
+
+// Steps K … Steps − 1 of a chunk, unrolled, each scaled by its lanes' groups.
+template <int K, int Steps, int GroupsPerStep>
+DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline void int4_lane_chunk_steps(
+    const Int4LaneChunk& chunk, __m512 group_scale, __m512& total) {
+  if constexpr (K < Steps) {
+    total = _mm512_fmadd_ps(int4_lane_step<K>(chunk),
+                            _mm512_permutexvar_ps(step_lane_groups<K, GroupsPerStep>(), group_scale), total);
+    int4_lane_chunk_steps<K + 1, Steps, GroupsPerStep>(chunk, group_scale, total);
+  }
+}
+
+// The nibble masks, in registers: GCC otherwise builds them again in every step.
+struct NibbleMasks {
+  __m512i masks[8];
+
+  DILEMMA_QUANT_TARGET_AVX512 NibbleMasks() {
+    for (int k = 0; k < 8; ++k) {
+      masks[k] = _mm512_set1_epi32(0xF << (4 * k));
+      asm("" : "+v"(masks[k]));
+    }
+  }
+};
+
+// Groups of 32 or 64 columns: per chunk of StepsPerChunk steps, the chunk's
+// group scales in one register, and vpermps hands each step's lanes theirs.
+template <bool Asymmetric, int GroupsPerStep, int StepsPerChunk>
+DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4_lanes_small_groups(const WeightView& w, const Int4StepLanes& x,
+                                                                     const float* group_sums, RowSums& sums,
+                                                                     Eigen::Index begin, Eigen::Index end) {
+  constexpr Eigen::Index groups_per_chunk = GroupsPerStep * StepsPerChunk;
+  static_assert(groups_per_chunk <= int4_step_group_chunk);
+  const __mmask16 in_chunk = tail_mask(groups_per_chunk);
+  const NibbleMasks nibbles;
+  const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
+  Int4LaneChunk chunk{nullptr, nullptr, nibbles.masks, RowPrefetch(w), begin, 0};
+  for (Int4RowBlock block(w, begin); chunk.r < end; ++chunk.r, block.advance(1, row_bytes, groups)) {
+    __m512 total = _mm512_setzero_ps(), offset_total = _mm512_setzero_ps();
+    for (Eigen::Index s = 0; s < x.steps; s += StepsPerChunk) {
+      const Eigen::Index first_group = s * GroupsPerStep;
+      const __m512 group_scale = _mm512_maskz_loadu_ps(in_chunk, block.scales + first_group);
+      const __m512 offset = Asymmetric ? _mm512_maskz_loadu_ps(in_chunk, block.offsets + first_group) : group_scale;
+      offset_total = _mm512_fmadd_ps(offset, _mm512_maskz_loadu_ps(in_chunk, group_sums + first_group), offset_total);
+      chunk.bytes = block.packed + 64 * s;
+      chunk.lanes = x.lanes.data() + int4_step * s;
+      chunk.first_step = s;
+      int4_lane_chunk_steps<0, StepsPerChunk, GroupsPerStep>(chunk, group_scale, total);
+    }
+    // The symmetric offsets' −8 was left out of the sum above, which took the scales.
+    sums.add(_mm512_fmadd_ps(offset_total, _mm512_set1_ps(Asymmetric ? 1.0f : -8.0f), total));
+  }
+}
+
+// Groups of a multiple of 128 columns: the steps of a group add up before its scale.
+template <bool Asymmetric>
+DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4_lanes_large_groups(const WeightView& w, const Int4StepLanes& x,
+                                                                     const float* group_sums, RowSums& sums,
+                                                                     Eigen::Index begin, Eigen::Index end) {
+  const Eigen::Index steps_per_group = w.group_size / int4_step;
+  const NibbleMasks nibbles;
+  const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
+  Int4LaneChunk chunk{nullptr, nullptr, nibbles.masks, RowPrefetch(w), begin, 0};
+  for (Int4RowBlock block(w, begin); chunk.r < end; ++chunk.r, block.advance(1, row_bytes, groups)) {
+    __m512 total = _mm512_setzero_ps();
+    float offset_total = 0.0f;
+    for (Eigen::Index g = 0, s = 0; g < groups; ++g) {
+      __m512 dot = _mm512_setzero_ps();
+      for (const Eigen::Index group_end = s + steps_per_group; s < group_end; ++s) {
+        chunk.bytes = block.packed + 64 * s;
+        chunk.lanes = x.lanes.data() + int4_step * s;
+        chunk.first_step = s;
+        dot = _mm512_add_ps(dot, int4_lane_step<0>(chunk));
+      }
+      const float scale = block.scales[g];
+      total = _mm512_fmadd_ps(dot, _mm512_set1_ps(scale), total);
+      offset_total = std::fma(Asymmetric ? block.offsets[g] : -8.0f * scale, group_sums[g], offset_total);
+    }
+    sums.add(total, offset_total);
+  }
+}
+
+// y[r] for r in [begin, end) of an int4 weight, on activations laid out by
+// lay_out_int4_step_lanes; `group_sums`: Σ x over each group.
+DILEMMA_QUANT_TARGET_AVX512 inline void gemv_rows_int4_lanes(const WeightView& w, const Int4StepLanes& x,
+                                                            const float* group_sums, float* y, Eigen::Index begin,
+                                                            Eigen::Index end) {
+  RowSums sums(y + begin);
+  auto rows = [&]<bool Asymmetric>() {
+    if (w.group_size >= int4_step) {
+      gemv_int4_lanes_large_groups<Asymmetric>(w, x, group_sums, sums, begin, end);
+      return;
+    }
+    auto chunks = [&]<int GroupsPerStep>() {
+      with_whole_chunks<GroupsPerStep>(x.steps, [&]<int StepsPerChunk>() {
+        gemv_int4_lanes_small_groups<Asymmetric, GroupsPerStep, StepsPerChunk>(w, x, group_sums, sums, begin, end);
+      });
+    };
+    if (w.group_size == 32) {
+      chunks.template operator()<4>();
+    } else {
+      chunks.template operator()<2>();
+    }
+  };
+  if (w.asymmetric) {
+    rows.template operator()<true>();
+  } else {
+    rows.template operator()<false>();
+  }
+  sums.flush();
+}
+
 // y[r] for r in [begin, end).
 DILEMMA_QUANT_TARGET_AVX512 inline void gemv_rows(const WeightView& w, const float* x, float* y, Eigen::Index begin,
                                                   Eigen::Index end) {
@@ -361,7 +586,7 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline float int4_int8_activations_dot(const We
       dot = _mm256_dpbusd_epi32(dot, avx2::int4_block_bytes(row + c / 2), codes);
     }
     total = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(w.scales_row(r)[g] * x.scales[group]), total);
-    offset_term += w.int4_offset(r, g) * x.scales[group] * static_cast<float>(x.sums[group]);
+    offset_term = std::fma(w.int4_offset(r, g) * x.scales[group], static_cast<float>(x.sums[group]), offset_term);
   }
   return avx2::horizontal_sum(total) + offset_term;
 }
@@ -480,35 +705,6 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline __m512i int4_step_dot(__m512i dot, __m51
   return _mm512_dpbusd_epi32(dot, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble), high_codes);
 }
 
-// 64 bytes of a row, held in a register: otherwise GCC 12 folds the
-// load into both of its users and, short of address registers, bounces it
-// through the stack (measured 10-15% slower on cache-resident weights).
-DILEMMA_QUANT_TARGET_AVX512_VNNI __attribute__((always_inline)) inline __m512i load_step_bytes(const std::uint8_t* p) {
-  __m512i bytes = _mm512_loadu_si512(p);
-  asm("" : "+v"(bytes));
-  return bytes;
-}
-
-// Where a block of rows starting at r0 keeps its int4 bytes, scales and
-// (asymmetric only) offsets: one base pointer and a stride per array rather
-// than a pointer per row, because the WeightView accessors divide by the group
-// size and eight row pointers leave GCC too few registers for the loop.
-struct Int4RowBlock {
-  const std::uint8_t* packed;
-  const float* scales;
-  const float* offsets;  // null when symmetric
-
-  Int4RowBlock(const WeightView& w, Eigen::Index r0)
-      : packed(w.int4_row(r0)), scales(w.scales_row(r0)), offsets(w.asymmetric ? w.offsets_row(r0) : nullptr) {}
-
-  // The block `rows` rows further on.
-  void advance(Eigen::Index rows, Eigen::Index row_bytes, Eigen::Index groups) {
-    packed += rows * row_bytes;
-    scales += rows * groups;
-    if (offsets != nullptr) offsets += rows * groups;
-  }
-};
-
 // What the steps of one chunk of groups (below) read, for a block of Rows rows.
 template <int Rows>
 struct Int4ChunkSteps {
@@ -522,19 +718,12 @@ struct Int4ChunkSteps {
   Eigen::Index r0, first_step;
 };
 
-// Steps K … Steps − 1 of a chunk, unrolled, so that each step's lane-to-group
-// indices are a constant and not a vector carried from step to step: lane l of
-// step K belongs to the chunk's group K·GroupsPerStep + 32·(l/4)/G.
+// Steps K … Steps − 1 of a chunk, unrolled (step_lane_groups).
 template <int K, int Steps, int Rows, int GroupsPerStep>
 DILEMMA_QUANT_TARGET_AVX512_VNNI __attribute__((always_inline)) inline void int4_chunk_steps(
     const Int4ChunkSteps<Rows>& chunk, __m512 (&total)[Rows]) {
   if constexpr (K < Steps) {
-    const __m512i lane_group =
-        GroupsPerStep == 4
-            ? _mm512_setr_epi32(4 * K, 4 * K, 4 * K, 4 * K, 4 * K + 1, 4 * K + 1, 4 * K + 1, 4 * K + 1, 4 * K + 2,
-                                4 * K + 2, 4 * K + 2, 4 * K + 2, 4 * K + 3, 4 * K + 3, 4 * K + 3, 4 * K + 3)
-            : _mm512_setr_epi32(2 * K, 2 * K, 2 * K, 2 * K, 2 * K, 2 * K, 2 * K, 2 * K, 2 * K + 1, 2 * K + 1,
-                                2 * K + 1, 2 * K + 1, 2 * K + 1, 2 * K + 1, 2 * K + 1, 2 * K + 1);
+    const __m512i lane_group = step_lane_groups<K, GroupsPerStep>();
     prefetch_rows<Rows>(chunk.prefetch, chunk.r0, 64 * (chunk.first_step + K));
     const __m512i low_codes = _mm512_loadu_si512(chunk.low_codes + 64 * K);
     const __m512i high_codes = _mm512_loadu_si512(chunk.high_codes + 64 * K);
@@ -549,14 +738,9 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI __attribute__((always_inline)) inline void int4
   }
 }
 
-// Groups of 32 or 64 columns (GroupsPerStep = 128/G = 4 or 2): a step spans
-// whole groups, and int32 lane l belongs to the step's group 32·(l/4)/G. The
-// group scales are formed a chunk of StepsPerChunk steps (at most 16 groups,
-// one register) at a time, and vpermps hands each step's lanes theirs; the
-// chunk's steps are unrolled. StepsPerChunk divides the row's steps, so that
-// every chunk is whole: one loop over chunks of a run-time length, tested
-// between steps, measured 15-20% slower on lm_head (docs/performance.md,
-// "Unrolled chunks"). The steps here, the groups after the last whole step by
+// Groups of 32 or 64 columns: the group scales are formed a chunk of
+// StepsPerChunk steps (with_whole_chunks) at a time, and vpermps hands each
+// step's lanes theirs. The steps here, the groups after the last whole step by
 // int4_int8_activations_dot. Asymmetric is a template parameter because a
 // run-time test inside the row loop made GCC keep the accumulators in memory.
 // This and the kernels below take the blocks of Rows rows from `begin` on
@@ -617,22 +801,14 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_small_group
   return chunk.r0;
 }
 
-// The kernel above with the longest chunk, up to a register of group scales, that divides the row's steps.
 template <int Rows, bool Asymmetric, int GroupsPerStep>
 DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_small_groups(
     const WeightView& w, const QuantizedActivations& x, const Int4StepCodes& codes, RowSums& sums, Eigen::Index begin,
     Eigen::Index end, RowPrefetch prefetch) {
-  constexpr int longest = int4_step_group_chunk / GroupsPerStep;  // 8 or 4
-  auto run = [&]<int StepsPerChunk>() {
+  return with_whole_chunks<GroupsPerStep>(codes.steps, [&]<int StepsPerChunk>() {
     return gemv_int4_steps_small_groups<Rows, Asymmetric, GroupsPerStep, StepsPerChunk>(w, x, codes, sums, begin, end,
                                                                                         prefetch);
-  };
-  if (codes.steps % longest == 0) return run.template operator()<longest>();
-  if constexpr (longest > 4) {
-    if (codes.steps % 4 == 0) return run.template operator()<4>();
-  }
-  if (codes.steps % 2 == 0) return run.template operator()<2>();
-  return run.template operator()<1>();
+  });
 }
 
 // Groups of a multiple of 128 columns: every step lies inside one group, so
@@ -672,7 +848,8 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_large_group
       for (int i = 0; i < Rows; ++i) {
         const float weight_scale = scales[i * groups + group];
         total[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i]), _mm512_set1_ps(weight_scale * codes.scale[g]), total[i]);
-        offset_total[i] += (Asymmetric ? offsets[i * groups + group] : -8.0f * weight_scale) * codes.scaled_sum[g];
+        const float offset = Asymmetric ? offsets[i * groups + group] : -8.0f * weight_scale;
+        offset_total[i] = std::fma(offset, codes.scaled_sum[g], offset_total[i]);
       }
     }
     for (int i = 0; i < Rows; ++i) sums.add(total[i], offset_total[i]);
@@ -685,9 +862,10 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps(const Weigh
                                                                      const Int4StepCodes& codes, RowSums& sums,
                                                                      Eigen::Index begin, Eigen::Index end,
                                                                      RowPrefetch prefetch) {
-  if (w.group_size < int4_step) {  // 32 or 64, the multiples of an int4 block that divide a step
-    return w.group_size == 32 ? gemv_int4_steps_small_groups<Rows, Asymmetric, 4>(w, x, codes, sums, begin, end, prefetch)
-                              : gemv_int4_steps_small_groups<Rows, Asymmetric, 2>(w, x, codes, sums, begin, end, prefetch);
+  switch (w.group_size) {  // int4_steps_fit: 32, 64 or a multiple of a step
+    case 32: return gemv_int4_steps_small_groups<Rows, Asymmetric, 4>(w, x, codes, sums, begin, end, prefetch);
+    case 64: return gemv_int4_steps_small_groups<Rows, Asymmetric, 2>(w, x, codes, sums, begin, end, prefetch);
+    default: break;
   }
   return gemv_int4_steps_large_groups<Rows, Asymmetric>(w, codes, sums, begin, end, prefetch);
 }

@@ -1,0 +1,59 @@
+#pragma once
+// The float activations of one int4 GEMV in the order of the AVX-512 kernel
+// that multiplies them without decoding the weights into column order
+// (kernels_avx512.hpp, "int4 weights, float activations, 128 columns per
+// step"). A step is 128 columns, 64 bytes of a row, one register of 16 int32
+// lanes; nibble k of lane l, masked in place, converts exactly to the float
+// u·16^k, so the activation under it is stored here scaled by 16^−k, and the
+// product u·16^k · x·16^−k is u·x, exactly, inside the FMA. Plain C++, built
+// once per product.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "dilemma/quant/detail/int4_step_codes.hpp"
+
+namespace dilemma::quant::detail {
+
+struct Int4StepLanes {
+  Eigen::Index steps = 0;   // 0: the product does not use this layout
+  std::vector<float> lanes;  // 128 per step: vector k (0 … 7), lane l = x[step_column(l, k)] · 16^−k
+};
+
+// The column, within its step, under nibble k of int32 lane l: lane l holds
+// bytes 4l … 4l + 3, byte 4l + k/2 is byte 4(l mod 4) + k/2 of int4 block l/4,
+// and byte b of a block holds columns b (low nibble) and 16 + b (high).
+inline constexpr Eigen::Index step_column(Eigen::Index lane, Eigen::Index nibble) {
+  return 32 * (lane / 4) + (nibble % 2) * 16 + 4 * (lane % 4) + nibble / 2;
+}
+
+// Below this largest |x|, x·16^−7 would leave float's normal range and lose
+// bits; such products take the kernel that decodes weights instead.
+inline constexpr float int4_step_lanes_min_magnitude = 0x1p-60f;
+
+// The layout for activations x of a product with `cols` columns, or none
+// (steps = 0) when cols is not a whole number of steps or x is too small.
+inline Int4StepLanes lay_out_int4_step_lanes(const float* x, Eigen::Index cols, Eigen::Index group_size) {
+  Int4StepLanes out;
+  if (cols % int4_step != 0 || !int4_steps_fit(group_size)) return out;
+  float largest = 0.0f;
+  for (Eigen::Index c = 0; c < cols; ++c) largest = std::max(largest, std::abs(x[c]));
+  if (largest != 0.0f && largest < int4_step_lanes_min_magnitude) return out;
+  out.steps = cols / int4_step;
+  out.lanes.resize(static_cast<std::size_t>(cols));
+  for (Eigen::Index s = 0; s < out.steps; ++s) {
+    for (Eigen::Index k = 0; k < 8; ++k) {
+      const float scale = std::ldexp(1.0f, static_cast<int>(-4 * k));
+      for (Eigen::Index l = 0; l < 16; ++l) {
+        out.lanes[static_cast<std::size_t>(int4_step * s + 16 * k + l)] = x[int4_step * s + step_column(l, k)] * scale;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace dilemma::quant::detail
