@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -182,6 +183,22 @@ TEST_CASE("int4 products of tiny and zero activations match the reference on eve
       CAPTURE(quant::kernel_isa_name(isa));
       const model::Matrix y = gemv_rows_of(q, x * scale, {nullptr, isa});
       check_close(y, ref.y * scale, 2 * scale * ref.tolerance);
+    }
+  }
+}
+
+// Kernels that split ŵ·x into s·Σu·x + offset·Σx turn ŵ·∞ into ∞ − ∞ = NaN
+// where the others give ±∞; either way no output may come out finite.
+TEST_CASE("an infinite or NaN activation leaves no int4 output finite, on every kernel set") {
+  const auto q = QuantizedMatrix::quantize(testing::random_weights(37, 256, 13), Format::int4, {.group_size = 64});
+  for (const float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+    CAPTURE(bad);
+    model::Matrix x = testing::random_activations(1, 256, 14);
+    x(0, 5) = bad;
+    for (KernelIsa isa : quant::available_kernel_isas()) {
+      CAPTURE(quant::kernel_isa_name(isa));
+      const model::Matrix y = gemv_rows_of(q, x, {nullptr, isa});
+      CHECK_FALSE(y.array().isFinite().any());
     }
   }
 }
