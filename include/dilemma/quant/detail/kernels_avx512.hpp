@@ -339,8 +339,8 @@ DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline __m512i step_l
 // row's `steps`, so that every chunk is whole and its steps unroll with
 // constant lane groups and no test between them. Both cost: on lm_head's
 // int8-activation GEMV, a chunk of run-time length with a lane-group vector
-// carried between steps ran 15-30% slower (docs/performance.md, "Unrolled
-// chunks").
+// carried between steps ran 15-30% slower (docs/performance.md, "int4 in
+// 128-column steps").
 template <int GroupsPerStep, typename Run>
 inline decltype(auto) with_whole_chunks(Eigen::Index steps, Run&& run) {
   constexpr int longest = int4_step_group_chunk / GroupsPerStep;  // 8 or 4
@@ -682,10 +682,8 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int8_weights_biased(co
 
 // ---- int4 weights, int8 activations, 128 columns per step ----
 //
-// The kernel above spends most of its instructions spreading each 16-byte
-// int4 block over a register in column order. These leave the weights as
-// stored: 64 bytes of a row (four blocks, 128 columns) are one load, their low
-// nibbles one mask and their high nibbles a shift and a mask, and two vpdpbusd
+// The steps of "int4 rows in steps of 128 columns" above: a step's low nibbles
+// are one mask and its high nibbles a shift and a mask, and two vpdpbusd
 // multiply them with activation codes laid out once per product in the same
 // order (int4_step_codes.hpp). int32 lane l then sums block l/4's columns.
 //
@@ -801,6 +799,7 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_small_group
   return chunk.r0;
 }
 
+// The kernel above with the chunk length with_whole_chunks picks.
 template <int Rows, bool Asymmetric, int GroupsPerStep>
 DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_small_groups(
     const WeightView& w, const QuantizedActivations& x, const Int4StepCodes& codes, RowSums& sums, Eigen::Index begin,
