@@ -76,7 +76,7 @@ inline bool needs_group_sums(KernelIsa isa, const WeightView& w) {
   return isa == KernelIsa::avx2 || (isa == KernelIsa::scalar && w.asymmetric);
 }
 
-// `lanes`: x laid out for the AVX-512 int4 step kernel, or no steps for the others.
+// `lanes`: x laid out for the SIMD int4 step kernels, or no steps for the others.
 inline void gemv_rows(KernelIsa isa, const WeightView& w, const float* x, const float* sums,
                       [[maybe_unused]] const Int4StepLanes& lanes, float* y, Eigen::Index begin, Eigen::Index end) {
   switch (isa) {
@@ -88,7 +88,13 @@ inline void gemv_rows(KernelIsa isa, const WeightView& w, const float* x, const 
         avx512::gemv_rows(w, x, y, begin, end);
       }
       return;
-    case KernelIsa::avx2: avx2::gemv_rows(w, x, sums, y, begin, end); return;
+    case KernelIsa::avx2:
+      if (lanes.steps > 0) {
+        avx2::gemv_rows_int4_lanes(w, lanes, sums, y, begin, end);
+      } else {
+        avx2::gemv_rows(w, x, sums, y, begin, end);
+      }
+      return;
 #else
     case KernelIsa::avx512:
     case KernelIsa::avx2: break;
@@ -218,7 +224,8 @@ inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<f
                            });
     return;
   }
-  const detail::Int4StepLanes lanes = context.isa == KernelIsa::avx512 && w.format() == Format::int4
+  const bool simd = context.isa == KernelIsa::avx512 || context.isa == KernelIsa::avx2;
+  const detail::Int4StepLanes lanes = simd && w.format() == Format::int4
                                           ? detail::lay_out_int4_step_lanes(x.data(), view.cols, view.group_size)
                                           : detail::Int4StepLanes{};
   const std::vector<float> sums = lanes.steps > 0 || detail::needs_group_sums(context.isa, view)

@@ -5,8 +5,9 @@
 // written to memory in the matrix–vector product.
 //
 // Rows are processed one at a time, so that the weights are one linear stream
-// (kernels_avx512.hpp says why, above its gemv_float), except int4's four,
-// which its decoding limits more than the stream. Integer kernels accumulate
+// (kernels_avx512.hpp says why, above its gemv_float), except int4's four
+// where its columns are not whole 128-column steps: that decoding limits it
+// more than the stream. Integer kernels accumulate
 // Σ code·x per group and apply the group's scale once per group, not once per
 // weight; int4 works on unsigned nibbles u (ŵ = scale·u + offset, offset =
 // −8·scale when symmetric), so the offset contributes offset·Σx with the
@@ -19,11 +20,13 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include <Eigen/Core>
 
 #include "dilemma/quant/activations.hpp"
+#include "dilemma/quant/detail/int4_step_lanes.hpp"
 #include "dilemma/quant/detail/row_prefetch.hpp"
 #include "dilemma/quant/detail/weight_view.hpp"
 
@@ -148,6 +151,88 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int4(const WeightView& w, const float
     }
   }
   for (int i = 0; i < Rows; ++i) y[r0 + i] = horizontal_sum(total[i]) + offset_terms[i];
+}
+
+// ---- int4 weights, float activations, in AVX-512's 128-column steps ----
+//
+// The lanes of int4_step_lanes.hpp, 32 bytes (8 int32 lanes, 64 columns, half
+// a step) at a time: nibble k of every lane, masked in place, converts exactly
+// to u·16^k and meets x·16^−k, so an FMA adds u·x (kernels_avx512.hpp says
+// more). AVX2 converts only signed int32, so nibble 7 (bits 28–31) is shifted
+// down one nibble first: it converts to u·16^6, its product is u·x/16, and
+// that is added times 16, exactly. Lane l of half H holds columns of int4
+// block 2H + l/4: with groups of 64 a half is one group, with 32 two.
+
+// Σ u·x over one half step, in 8 lanes; `x`: the half's lanes of vector 0.
+DILEMMA_QUANT_TARGET_AVX2 inline __m256 int4_lane_half(const std::uint8_t* bytes, const float* x,
+                                                       const __m256i (&masks)[7]) {
+  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes));
+  // u·16^k of nibble k (k < 7) in every lane
+  const auto nibble = [&](int k) DILEMMA_QUANT_TARGET_AVX2 {
+    return _mm256_cvtepi32_ps(_mm256_and_si256(w, masks[k]));
+  };
+  // Two chains, so that the FMAs' latency overlaps.
+  __m256 even = _mm256_mul_ps(nibble(0), _mm256_loadu_ps(x));
+  __m256 odd = _mm256_mul_ps(nibble(1), _mm256_loadu_ps(x + 16));
+  for (int k = 2; k < 7; k += 2) {
+    even = _mm256_fmadd_ps(nibble(k), _mm256_loadu_ps(x + 16 * k), even);
+    if (k + 1 < 7) odd = _mm256_fmadd_ps(nibble(k + 1), _mm256_loadu_ps(x + 16 * (k + 1)), odd);
+  }
+  const __m256 top = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(w, 4), masks[6]));
+  return _mm256_fmadd_ps(_mm256_mul_ps(top, _mm256_loadu_ps(x + 16 * 7)), _mm256_set1_ps(16.0f),
+                         _mm256_add_ps(even, odd));
+}
+
+// One row at a time, a single stream. GroupCols: 32, 64, or 0 for a multiple of 128.
+template <Eigen::Index GroupCols>
+DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int4_lane_rows(const WeightView& w, const Int4StepLanes& x,
+                                                          const float* group_sums, float* y, Eigen::Index begin,
+                                                          Eigen::Index end) {
+  __m256i masks[7];
+  for (int k = 0; k < 7; ++k) masks[k] = _mm256_set1_epi32(0xF << (4 * k));
+  const RowPrefetch prefetch(w);
+  const Eigen::Index halves = 2 * x.steps, groups = w.groups();
+  const Eigen::Index halves_per_group = GroupCols == 0 ? w.group_size / 64 : 1;
+  const std::uint8_t* row = w.int4_row(begin);
+  const float* scales = w.scales_row(begin);
+  const float* offsets = w.asymmetric ? w.offsets_row(begin) : nullptr;
+  for (Eigen::Index r = begin; r < end; ++r, row += w.row_bytes(), scales += groups) {
+    __m256 total = _mm256_setzero_ps(), dot = _mm256_setzero_ps();
+    for (Eigen::Index h = 0; h < halves; ++h) {
+      if (h % 2 == 0) prefetch_rows<1>(prefetch, r, 32 * h);
+      const __m256 half = int4_lane_half(row + 32 * h, x.lanes.data() + int4_step * (h / 2) + 8 * (h % 2), masks);
+      if constexpr (GroupCols == 32) {
+        const __m256 scale = _mm256_setr_m128(_mm_set1_ps(scales[2 * h]), _mm_set1_ps(scales[2 * h + 1]));
+        total = _mm256_fmadd_ps(half, scale, total);
+      } else if constexpr (GroupCols == 64) {
+        total = _mm256_fmadd_ps(half, _mm256_set1_ps(scales[h]), total);
+      } else {
+        dot = _mm256_add_ps(dot, half);
+        if ((h + 1) % halves_per_group == 0) {
+          total = _mm256_fmadd_ps(dot, _mm256_set1_ps(scales[h / halves_per_group]), total);
+          dot = _mm256_setzero_ps();
+        }
+      }
+    }
+    float offset_term = 0.0f;
+    for (Eigen::Index g = 0; g < groups; ++g) {
+      offset_term = std::fma(offsets != nullptr ? offsets[g] : -8.0f * scales[g], group_sums[g], offset_term);
+    }
+    if (offsets != nullptr) offsets += groups;
+    y[r] = horizontal_sum(total) + offset_term;
+  }
+}
+
+// y[r] for r in [begin, end) of an int4 weight, on activations laid out by
+// lay_out_int4_step_lanes; `group_sums`: Σ x over each group.
+DILEMMA_QUANT_TARGET_AVX2 inline void gemv_rows_int4_lanes(const WeightView& w, const Int4StepLanes& x,
+                                                          const float* group_sums, float* y, Eigen::Index begin,
+                                                          Eigen::Index end) {
+  switch (w.group_size) {  // int4_steps_fit: 32, 64 or a multiple of a step
+    case 32: gemv_int4_lane_rows<32>(w, x, group_sums, y, begin, end); return;
+    case 64: gemv_int4_lane_rows<64>(w, x, group_sums, y, begin, end); return;
+    default: gemv_int4_lane_rows<0>(w, x, group_sums, y, begin, end); return;
+  }
 }
 
 // y[r] for r in [begin, end); `group_sums` is Σ x over each group (integer formats).
