@@ -193,10 +193,10 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int4_lane_rows(const WeightView& w, c
   const RowPrefetch prefetch(w);
   const Eigen::Index halves = 2 * x.steps, groups = w.groups();
   const Eigen::Index halves_per_group = GroupCols == 0 ? w.group_size / 64 : 1;
-  const std::uint8_t* row = w.int4_row(begin);
-  const float* scales = w.scales_row(begin);
-  const float* offsets = w.asymmetric ? w.offsets_row(begin) : nullptr;
-  for (Eigen::Index r = begin; r < end; ++r, row += w.row_bytes(), scales += groups) {
+  const Eigen::Index row_bytes = w.row_bytes();
+  Int4RowBlock block(w, begin);
+  for (Eigen::Index r = begin; r < end; ++r, block.advance(1, row_bytes, groups)) {
+    const auto [row, scales, offsets] = block;
     __m256 total = _mm256_setzero_ps(), dot = _mm256_setzero_ps();
     for (Eigen::Index h = 0; h < halves; ++h) {
       if (h % 2 == 0) prefetch_rows<1>(prefetch, r, 32 * h);
@@ -218,7 +218,6 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int4_lane_rows(const WeightView& w, c
     for (Eigen::Index g = 0; g < groups; ++g) {
       offset_term = std::fma(offsets != nullptr ? offsets[g] : -8.0f * scales[g], group_sums[g], offset_term);
     }
-    if (offsets != nullptr) offsets += groups;
     y[r] = horizontal_sum(total) + offset_term;
   }
 }

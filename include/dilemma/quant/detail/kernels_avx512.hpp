@@ -299,26 +299,6 @@ DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline __m512i load_s
   return bytes;
 }
 
-// Where a block of rows starting at r0 keeps its int4 bytes, scales and
-// (asymmetric only) offsets: one base pointer and a stride per array rather
-// than a pointer per row, because the WeightView accessors divide by the group
-// size and eight row pointers leave GCC too few registers for the loop.
-struct Int4RowBlock {
-  const std::uint8_t* packed;
-  const float* scales;
-  const float* offsets;  // null when symmetric
-
-  Int4RowBlock(const WeightView& w, Eigen::Index r0)
-      : packed(w.int4_row(r0)), scales(w.scales_row(r0)), offsets(w.asymmetric ? w.offsets_row(r0) : nullptr) {}
-
-  // The block `rows` rows further on.
-  void advance(Eigen::Index rows, Eigen::Index row_bytes, Eigen::Index groups) {
-    packed += rows * row_bytes;
-    scales += rows * groups;
-    if (offsets != nullptr) offsets += rows * groups;
-  }
-};
-
 // The group, within a chunk of steps, of each lane at step K of the chunk:
 // K·GroupsPerStep + 32·(l/4)/G. A constant once the chunk's steps are
 // unrolled, rather than a vector carried and incremented from step to step.

@@ -81,4 +81,25 @@ struct WeightView {
   }
 };
 
+// Where a block of rows starting at r0 keeps its int4 bytes, scales and
+// (asymmetric only) offsets, for the SIMD kernels: one base pointer and a
+// stride per array rather than a pointer per row, because the WeightView
+// accessors divide by the group size and eight row pointers leave GCC too few
+// registers for the loop.
+struct Int4RowBlock {
+  const std::uint8_t* packed;
+  const float* scales;
+  const float* offsets;  // null when symmetric
+
+  Int4RowBlock(const WeightView& w, Eigen::Index r0)
+      : packed(w.int4_row(r0)), scales(w.scales_row(r0)), offsets(w.asymmetric ? w.offsets_row(r0) : nullptr) {}
+
+  // The block `rows` rows further on.
+  void advance(Eigen::Index rows, Eigen::Index row_bytes, Eigen::Index groups) {
+    packed += rows * row_bytes;
+    scales += rows * groups;
+    if (offsets != nullptr) offsets += rows * groups;
+  }
+};
+
 }  // namespace dilemma::quant::detail
