@@ -49,8 +49,8 @@ std::string describe(const Case& c) {
 
 std::vector<Eigen::Index> column_counts(const Case& c) {
   if (c.format == Format::int4) {
-    // Whole 128-column steps too, for AVX-512's int4 step kernel: 3, 4, 6 and 8 steps run in chunks of
-    // 1, 4, 2 and 4 or 8 steps (groups of 32 or 64), or make 3, 4, 6 and 8 groups of 128.
+    // Whole 128-column steps too, for the AVX-512 and AVX2 int4 step kernels: on AVX-512, 3, 4, 6 and 8
+    // steps run in chunks of 1, 4, 2 and 4 or 8 steps (groups of 32 or 64), or make 3, 4, 6 and 8 groups of 128.
     return {c.scheme.group_size, 2 * c.scheme.group_size, 3 * c.scheme.group_size, 384, 512, 768, 1024};
   }
   if (quant::is_integer_format(c.format)) {
@@ -169,7 +169,7 @@ TEST_CASE("many chunks and panels: a 301-row weight with 1024 columns") {
   }
 }
 
-// AVX-512's int4 step kernel stores activations scaled by down to 16^−7; it
+// The int4 step kernels store activations scaled by down to 16^−7; they
 // must leave activations that would then fall out of float's normal range to
 // the kernel that decodes weights, and still give the reference's products.
 TEST_CASE("int4 products of tiny and zero activations match the reference on every kernel set") {
