@@ -171,7 +171,12 @@ inline Relaxation solve_relaxation(const Model& model, ColumnMajor& matrix, doub
                   matrix.row_upper.data());
   Clp_setObjSense(clp.get(), model.direction() == Direction::minimize ? 1.0 : -1.0);
   if (std::isfinite(time_limit_seconds)) Clp_setMaximumSeconds(clp.get(), time_limit_seconds);
-  Clp_initialSolve(clp.get());
+  // The dual simplex, not CLP's automatic choice: on the planner's programs,
+  // with several times more columns than rows, that choice is the primal
+  // simplex with an idiot crash, which took 279 s on bench_planner's
+  // opt-66b-16 throughput relaxation where the dual simplex takes 1 s (and is
+  // no slower on the smaller ones; docs/performance.md, "Planner solve times").
+  Clp_initialDualSolve(clp.get());
   Relaxation relaxation;
   relaxation.seconds = seconds_since(start);
   if (Clp_isProvenOptimal(clp.get())) {
