@@ -196,7 +196,8 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int4_lane_rows(const WeightView& w, c
   const Eigen::Index row_bytes = w.row_bytes();
   Int4RowBlock block(w, begin);
   for (Eigen::Index r = begin; r < end; ++r, block.advance(1, row_bytes, groups)) {
-    const auto [row, scales, offsets] = block;
+    const std::uint8_t* row = block.packed;
+    const float* scales = block.scales;
     __m256 total = _mm256_setzero_ps(), dot = _mm256_setzero_ps();
     for (Eigen::Index h = 0; h < halves; ++h) {
       if (h % 2 == 0) prefetch_rows<1>(prefetch, r, 32 * h);
@@ -216,7 +217,7 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int4_lane_rows(const WeightView& w, c
     }
     float offset_term = 0.0f;
     for (Eigen::Index g = 0; g < groups; ++g) {
-      offset_term = std::fma(offsets != nullptr ? offsets[g] : -8.0f * scales[g], group_sums[g], offset_term);
+      offset_term = std::fma(block.offset(g), group_sums[g], offset_term);
     }
     y[r] = horizontal_sum(total) + offset_term;
   }

@@ -94,6 +94,9 @@ struct Int4RowBlock {
   Int4RowBlock(const WeightView& w, Eigen::Index r0)
       : packed(w.int4_row(r0)), scales(w.scales_row(r0)), offsets(w.asymmetric ? w.offsets_row(r0) : nullptr) {}
 
+  // Group g's offset in the block's first row, as WeightView::int4_offset gives it.
+  float offset(Eigen::Index g) const { return offsets != nullptr ? offsets[g] : -8.0f * scales[g]; }
+
   // The block `rows` rows further on.
   void advance(Eigen::Index rows, Eigen::Index row_bytes, Eigen::Index groups) {
     packed += rows * row_bytes;
