@@ -208,6 +208,7 @@ plan::Plan run_method(const PlanOptions& options, const plan::Problem& problem) 
   if (method == "dilemma") return plan::solve(problem, solver);
   if (method == "brute-force") return plan::brute_force(problem);
   if (method == "greedy") return plan::greedy(problem);
+  if (method == "annealing") return plan::anneal(problem);
   if (method == "single-server") return plan::single_server(problem, quant::Format::f32);
   if (method == "uniform-int8") return plan::uniform_format(problem, quant::Format::int8);
   if (method == "uniform-int4") return plan::uniform_format(problem, quant::Format::int4);
@@ -268,10 +269,11 @@ void add_plan_command(CLI::App& app) {
       ->capture_default_str();
   command
       ->add_option("--method", options->method,
-                   "dilemma (the ILP), brute-force, greedy, single-server (f32), uniform-int8, uniform-int4, "
-                   "placement-only (f32, dynamic programming)")
-      ->check(CLI::IsMember(
-          {"dilemma", "brute-force", "greedy", "single-server", "uniform-int8", "uniform-int4", "placement-only"}))
+                   "dilemma (the ILP), brute-force, greedy, annealing (greedy's plan improved by simulated "
+                   "annealing), single-server (f32), uniform-int8, uniform-int4, placement-only (f32, dynamic "
+                   "programming)")
+      ->check(CLI::IsMember({"dilemma", "brute-force", "greedy", "annealing", "single-server", "uniform-int8",
+                             "uniform-int4", "placement-only"}))
       ->capture_default_str();
   command->add_option("--time-limit", options->time_limit, "Seconds CBC may search (dilemma)")
       ->check(CLI::PositiveNumber)

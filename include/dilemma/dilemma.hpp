@@ -62,6 +62,7 @@
 #include "dilemma/ilp/cbc_solver.hpp"
 #include "dilemma/ilp/model.hpp"
 
+#include "dilemma/plan/annealing.hpp"
 #include "dilemma/plan/baselines.hpp"
 #include "dilemma/plan/brute_force.hpp"
 #include "dilemma/plan/feasibility.hpp"

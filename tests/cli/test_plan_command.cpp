@@ -85,6 +85,16 @@ TEST_CASE("plan runs the baselines and plans a model shape without weights") {
   CHECK(pinned.assignments[0].front().format == quant::Format::int4);
   CHECK(pinned.problem.instance.cluster.servers[pinned.assignments[0].front().server].name == "street-light-gw");
   CHECK(pinned.problem.options.max_servers == 4u);
+
+  const Run annealing =
+      plan_cli("--model opt-350m --cluster " + cluster("smart-city-opt350m") +
+               " --method annealing --pin embedding=street-light-gw:int4 --max-servers 4 --out " + out);
+  CAPTURE(annealing.err);
+  REQUIRE(annealing.exit_code == 0);
+  const plan::Plan annealed = plan::Plan::load(out);
+  CHECK(annealed.method == "annealing");
+  CHECK(annealed.assignments[0].front() == pinned.assignments[0].front());
+  CHECK(annealed.objective() <= pinned.objective());
 }
 
 TEST_CASE("plan takes times and errors from a profile, in the metric asked for") {
