@@ -91,7 +91,8 @@ inline Plan solve(const Problem& problem, const ilp::SolverOptions& options = {}
           report);
     }
     if (heuristic_wins) {
-      report.status += incumbent ? "; annealing found a better plan than CBC's" : "; annealing found the plan, CBC none";
+      report.status +=
+          incumbent ? "; annealing found a better plan than CBC's" : "; annealing found the plan, CBC none";
       report.objective = heuristic.objective();
       if (report.best_bound) report.gap = (heuristic.objective() - *report.best_bound) / heuristic.objective();
       return make_plan("dilemma", Status::feasible, problem, std::move(heuristic.assignments), report);
