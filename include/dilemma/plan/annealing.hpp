@@ -23,11 +23,8 @@
 #include <optional>
 #include <random>
 #include <span>
-#include <string>
 #include <utility>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "dilemma/cost/evaluate.hpp"
 #include "dilemma/cost/instance.hpp"
