@@ -141,6 +141,13 @@ TEST_CASE("plan exits with 2 and the reasons when there is no plan") {
                               out);
   CHECK(budget.exit_code == 2);
   CHECK(contains(budget.out, "no plan:"));
+
+  const Run annealing = plan_cli("--model " + tiny_opt() + " --cluster " + cluster("too-small") +
+                                 " --group-size 32 --method annealing --out " + out);
+  CHECK(annealing.exit_code == 2);
+  CHECK(contains(annealing.out, "annealing found no assignment that meets every constraint, which does not prove "
+                                "that none exists"));
+  CHECK(nlohmann::json::parse(testing::read_file(out)).at("status") == "no_plan");
 }
 
 TEST_CASE("plan rejects bad input with exit code 1 and the option named") {

@@ -435,7 +435,8 @@ inline Plan anneal(const Problem& problem, std::span<const cost::Assignment> sta
   const std::optional<detail::CandidateChoice> best = annealer.run(std::move(choice), options.moves_per_stage * stages);
   if (!best) {
     return no_plan("annealing", Status::no_plan, problem,
-                   {"annealing met no assignment that satisfies every constraint"},
+                   {"annealing found no assignment that meets every constraint, which does not prove that none "
+                    "exists (plan::solve, `dilemma plan --method dilemma`, proves it and says why)"},
                    detail::heuristic_report("annealing", "no_plan", started));
   }
   std::vector<cost::Assignment> assignments(scorer.models());
