@@ -75,8 +75,7 @@ class AssignmentScorer {
     for (std::size_t m = 0; m < instance.workloads.size(); ++m) {
       const cost::Workload& workload = instance.workloads[m];
       const cost::ModelCosts& costs = workload.costs;
-      const auto steps = static_cast<double>(costs.request.decode_steps());
-      const double repeat = steps > 0 ? steps : 0.0;
+      const auto steps = static_cast<double>(costs.request.decode_steps());  // ≥ 0: the request is validated
       ModelTables model;
       model.weight = workload.weight;
       model.budget = workload.accuracy_budget;
@@ -86,10 +85,8 @@ class AssignmentScorer {
         std::vector<CandidateCosts>& stage = model.stages.emplace_back();
         std::vector<std::int32_t>& index = model.index.emplace_back(servers_ * formats, -1);
         for (const cost::Placement& p : candidates[m][s]) {
-          const auto& times = *costs.stages[s].time(p.server, p.format);
           index[p.server * formats + cost::format_index(p.format)] = static_cast<std::int32_t>(stage.size());
-          stage.push_back({p, times.prefill_seconds + repeat * times.decode_seconds, costs.memory_bytes(s, p.format),
-                           costs.error(s, p.format)});
+          stage.push_back({p, busy_seconds(costs, s, p), costs.memory_bytes(s, p.format), costs.error(s, p.format)});
           largest_error = std::max(largest_error, stage.back().error);
         }
       }
@@ -116,7 +113,7 @@ class AssignmentScorer {
         if (found == model.boundary_rows.end()) {
           model.boundary_rows.push_back(rows);
           LinkCosts prefill = table(rows * costs.activation_bytes, 1.0, 1.0);
-          const LinkCosts decode = table(costs.activation_bytes, repeat, repeat);
+          const LinkCosts decode = table(costs.activation_bytes, steps, steps);
           for (std::size_t k = 0; k < prefill.size(); ++k) prefill[k] = combine(prefill[k], decode[k]);
           model.boundary_tables.push_back(std::move(prefill));
           found = model.boundary_rows.end() - 1;
@@ -124,7 +121,7 @@ class AssignmentScorer {
         model.boundary_table.push_back(static_cast<std::size_t>(found - model.boundary_rows.begin()));
       }
       model.prompt = table(static_cast<double>(costs.request.prompt_tokens) * costs.token_id_bytes, 1.0, 1.0);
-      model.feedback = table(costs.token_id_bytes, repeat, repeat);
+      model.feedback = table(costs.token_id_bytes, steps, steps);
       model.tokens_out = table(costs.token_id_bytes, 1.0, static_cast<double>(costs.request.new_tokens));
       models_.push_back(std::move(model));
     }
@@ -233,6 +230,7 @@ class AssignmentScorer {
       return;
     }
     completion += cost->seconds;
+    if (latency_) return;  // link occupancy only matters to the throughput objective
     if (link_busy_[k] == 0.0) touched_links_.push_back(k);
     link_busy_[k] += weight * cost->busy_seconds;
   }

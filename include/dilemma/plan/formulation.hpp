@@ -70,11 +70,6 @@ struct Formulation {
 
 namespace detail {
 
-inline double busy_seconds(const cost::ModelCosts& costs, std::size_t stage, const cost::Placement& placement) {
-  const auto& times = costs.stages[stage].time(placement.server, placement.format);
-  return times->prefill_seconds + static_cast<double>(costs.request.decode_steps()) * times->decode_seconds;
-}
-
 inline bool same_tables(const cost::StageCosts& a, const cost::StageCosts& b) {
   if (a.kv_cache_bytes != b.kv_cache_bytes || a.times.size() != b.times.size()) return false;
   for (std::size_t f = 0; f < cost::format_count; ++f) {

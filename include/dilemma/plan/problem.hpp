@@ -72,6 +72,13 @@ struct CandidateSet {
 
 namespace detail {
 
+// What a stage keeps its server busy per request: its prefill and every
+// decode step. The placement must be one the stage has times for.
+inline double busy_seconds(const cost::ModelCosts& costs, std::size_t stage, const cost::Placement& placement) {
+  const auto& times = costs.stages[stage].time(placement.server, placement.format);
+  return times->prefill_seconds + static_cast<double>(costs.request.decode_steps()) * times->decode_seconds;
+}
+
 inline std::size_t model_index(const cost::Instance& instance, const std::string& name, const std::string& what) {
   if (name.empty()) {
     if (instance.workloads.size() == 1) return 0;
