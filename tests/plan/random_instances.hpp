@@ -39,11 +39,14 @@ struct RandomShape {
   std::size_t stages = 4;  // per model
   std::size_t models = 1;
   bool options = true;  // draw pins, format limits, max_servers, contiguity
+  // Every decoder layer a copy of the first, as under the analytic costs and
+  // a proxy error table: the formulation counts such layers (LayerCounts).
+  bool identical_layers = false;
 };
 
 // Cost tables for a model of `stage_count` stages on `servers` servers.
 inline cost::ModelCosts random_costs(Random& random, const std::string& name, std::size_t stage_count,
-                                     const std::vector<double>& speeds) {
+                                     const std::vector<double>& speeds, bool identical_layers = false) {
   cost::ModelCosts costs;
   costs.name = name;
   costs.source = "random";
@@ -71,6 +74,12 @@ inline cost::ModelCosts random_costs(Random& random, const std::string& name, st
         times[f] = cost::StageTimes{prefill * factor, decode * factor};
       }
       stage.times.push_back(times);
+    }
+    if (identical_layers && s > 1 && s + 1 < stage_count) {
+      stage.times = costs.stages[1].times;
+      stage.formats = costs.stages[1].formats;
+      stage.f32_weight_bytes = costs.stages[1].f32_weight_bytes;
+      stage.kv_cache_bytes = costs.stages[1].kv_cache_bytes;
     }
     costs.stages.push_back(std::move(stage));
   }
@@ -121,7 +130,7 @@ inline plan::Problem random_problem(std::uint64_t seed, const RandomShape& shape
   double total_f32 = 0.0;
   for (std::size_t m = 0; m < shape.models; ++m) {
     cost::Workload workload;
-    workload.costs = random_costs(random, fmt::format("model{}", m), shape.stages, speeds);
+    workload.costs = random_costs(random, fmt::format("model{}", m), shape.stages, speeds, shape.identical_layers);
     for (std::size_t s = 0; s < shape.stages; ++s) {
       const auto& stage = workload.costs.stages[s];
       for (std::size_t j = 0; j < shape.servers; ++j) {

@@ -4,9 +4,11 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dilemma/plan/brute_force.hpp"
 #include "dilemma/plan/solve.hpp"
@@ -63,4 +65,61 @@ TEST_CASE("the ILP optimum equals the brute-force optimum on seeded random insta
   CHECK(multi_model >= instances / 24);
   CHECK(with_options >= instances / 6);
   CHECK(tight >= instances / 8);
+}
+
+// Models whose decoder layers are identical are written with layer counts and
+// a walk over the servers (plan::LayerCounts) instead of one x per layer.
+TEST_CASE("the layer-count formulation's optimum equals the brute-force optimum") {
+  int counted = 0, feasible = 0, infeasible = 0, throughput = 0, multi_model = 0, revisits = 0;
+  const int instances = testing::randomized_instances(200);
+  for (std::uint64_t seed = 1001; seed < 1001 + static_cast<std::uint64_t>(instances); ++seed) {
+    testing::RandomShape shape;
+    shape.identical_layers = true;
+    shape.servers = 2 + seed % 2;  // 2, 3
+    shape.stages = 5 + seed % 2;   // 3 or 4 layers
+    if (seed % 6 == 0) {
+      shape.models = 2;
+      shape.servers = 2;
+      shape.stages = 4;
+    }
+    const plan::Problem problem = testing::random_problem(seed, shape);
+    CAPTURE(seed);
+    const plan::CandidateSet candidates = plan::candidate_set(problem);
+    bool any_counted = false;
+    for (std::size_t m = 0; m < problem.instance.workloads.size() && candidates.empty_reasons.empty(); ++m) {
+      any_counted |= plan::detail::interchangeable_layers(problem.instance.workloads[m].costs,
+                                                          candidates.placements[m]);
+    }
+    counted += any_counted;
+    const plan::Plan ilp = plan::solve(problem);
+    const plan::Plan exact = plan::brute_force(problem);
+    REQUIRE(ilp.has_plan() == exact.has_plan());
+    if (!exact.has_plan()) {
+      CHECK(ilp.status == plan::Status::infeasible);
+      ++infeasible;
+      continue;
+    }
+    ++feasible;
+    CHECK(ilp.status == plan::Status::optimal);
+    CHECK(testing::relative_difference(ilp.objective(), exact.objective()) <= 1e-9);
+    CHECK(testing::relative_difference(*ilp.solver.objective, ilp.objective()) <= 1e-6);
+    throughput += problem.instance.objective == cost::Objective::throughput;
+    multi_model += problem.instance.workloads.size() > 1;
+    // A server holding two runs of one model: the chain returns to it.
+    for (const cost::Assignment& assignment : ilp.assignments) {
+      std::vector<std::size_t> runs(problem.instance.cluster.servers.size(), 0);
+      for (std::size_t s = 0; s < assignment.size(); ++s) {
+        runs[assignment[s].server] += s == 0 || assignment[s - 1].server != assignment[s].server;
+      }
+      revisits += *std::max_element(runs.begin(), runs.end()) > 1;
+    }
+  }
+  MESSAGE(counted << " counted, " << feasible << " feasible, " << infeasible << " infeasible, " << throughput
+                  << " throughput, " << multi_model << " multi-model, " << revisits << " plans revisiting a server");
+  CHECK(counted >= instances * 3 / 4);
+  CHECK(feasible >= instances / 3);
+  CHECK(infeasible >= instances / 12);
+  CHECK(throughput >= instances / 12);
+  CHECK(multi_model >= instances / 24);
+  CHECK(revisits >= 1);
 }

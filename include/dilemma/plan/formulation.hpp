@@ -37,6 +37,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -62,10 +63,30 @@ struct Goal {
 // The placements of one stage and their x variables.
 using StageVariables = std::vector<std::pair<cost::Placement, ilp::Variable>>;
 
+// A model whose decoder layers are interchangeable (identical cost tables and
+// placements: every model under the analytic costs and a proxy error table)
+// is written with counts instead of one x per layer: how many layers each
+// (server, format) takes, and the servers the layers' runs visit in order.
+// Which layers a server holds does not matter, only how many and the order of
+// the visits, so the copies of a plan that differ by relabelling layers are
+// one solution here; docs/model.md has the rows.
+struct LayerCounts {
+  struct Arc {
+    std::size_t from = 0, to = 0;
+    ilp::Variable variable;
+  };
+  std::size_t layers = 0;  // stages 1 … layers, between the embedding and the head
+  StageVariables counts;   // integer: the layers placed on each (server, format)
+  std::vector<Arc> enter;  // binary: the embedding's server → the first run's (from == to: one server)
+  std::vector<Arc> hops;   // integer: how often the chain passes from a run on `from` to one on `to`
+  std::vector<Arc> leave;  // binary: the last run's server → the head's
+};
+
 struct Formulation {
   ilp::Model model;
-  std::vector<std::vector<StageVariables>> x;  // [model][stage]
-  double objective_unit = 1.0;                 // the goal's natural unit (seconds, error) per solver unit
+  std::vector<std::vector<StageVariables>> x;            // [model][stage]; empty for a counted model's layers
+  std::vector<std::optional<LayerCounts>> layer_counts;  // [model]
+  double objective_unit = 1.0;                           // the goal's natural unit (seconds, error) per solver unit
 };
 
 namespace detail {
@@ -91,6 +112,20 @@ inline bool same_tables(const cost::StageCosts& a, const cost::StageCosts& b) {
 inline bool same_placements(const StageVariables& a, const StageVariables& b) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end(),
                     [](const auto& left, const auto& right) { return left.first == right.first; });
+}
+
+// Whether a model's decoder layers, every stage but the first and the last,
+// may be written with counts (LayerCounts): at least two of them, all with
+// identical tables and placements. Transfers between them then cost the same
+// wherever they happen, since every decoder layer receives the prompt's rows.
+inline bool interchangeable_layers(const cost::ModelCosts& costs,
+                                   const std::vector<std::vector<cost::Placement>>& candidates) {
+  const std::size_t stage_count = costs.stages.size();
+  if (stage_count < 4) return false;
+  for (std::size_t s = 1; s + 2 < stage_count; ++s) {
+    if (!same_tables(costs.stages[s], costs.stages[s + 1]) || candidates[s] != candidates[s + 1]) return false;
+  }
+  return true;
 }
 
 // Consecutive stages with identical cost tables and placements (a model's
@@ -175,6 +210,7 @@ class Builder {
 
   Formulation build() {
     formulation_.x.resize(candidates_.size());
+    formulation_.layer_counts.resize(candidates_.size());
     for (std::size_t m = 0; m < candidates_.size(); ++m) add_model(m);
     add_memory();
     add_servers_used();
@@ -226,15 +262,37 @@ class Builder {
     }
   }
 
+  // The chain's activations passing from `from` to `to` into stage `stage`:
+  // the prompt's rows in the prefill, one row in every decode step.
+  void add_chain_transfer(ilp::Variable variable, std::size_t m, std::size_t from, std::size_t to,
+                          std::size_t stage) {
+    const cost::Workload& workload = instance_.workloads[m];
+    const cost::ModelCosts& costs = workload.costs;
+    const auto decode_steps = static_cast<double>(costs.request.decode_steps());
+    const double prefill_bytes = static_cast<double>(costs.prefill_rows_into(stage)) * costs.activation_bytes;
+    add_transfer(
+        variable, from, to, workload.weight,
+        *links_.transfer_seconds(from, to, prefill_bytes) +
+            (decode_steps > 0.0 ? decode_steps * *links_.transfer_seconds(from, to, costs.activation_bytes) : 0.0),
+        *links_.busy_seconds(from, to, prefill_bytes) +
+            decode_steps * *links_.busy_seconds(from, to, costs.activation_bytes));
+  }
+
   void add_model(std::size_t m) {
     const cost::Workload& workload = instance_.workloads[m];
     const cost::ModelCosts& costs = workload.costs;
     const std::size_t stage_count = costs.stages.size();
     on_server_[m].assign(stage_count, std::vector<ilp::LinearExpr>(servers_));
     least_memory_.assign(stage_count, std::vector<double>(servers_, std::numeric_limits<double>::infinity()));
-    add_placements(m);
-    break_layer_symmetry(formulation_.model, costs, formulation_.x[m], m);
-    add_runs_and_transfers(m);
+    if (interchangeable_layers(costs, candidates_[m])) {
+      formulation_.layer_counts[m].emplace().layers = stage_count - 2;
+      add_placements(m);
+      add_layer_chain(m);
+    } else {
+      add_placements(m);
+      break_layer_symmetry(formulation_.model, costs, formulation_.x[m], m);
+      add_runs_and_transfers(m);
+    }
     add_feedback(m);
   }
 
@@ -248,17 +306,26 @@ class Builder {
     ilp::LinearExpr error;
     double worst_error = 0.0;
     formulation_.x[m].resize(stage_count);
+    LayerCounts* counted = formulation_.layer_counts[m] ? &*formulation_.layer_counts[m] : nullptr;
     for (std::size_t s = 0; s < stage_count; ++s) {
+      // A counted model's stage 1 stands for all its layers, each count for
+      // that many copies of one placement.
+      const bool layer = counted && s > 0 && s + 1 < stage_count;
+      if (layer && s > 1) continue;
+      const double copies = layer ? static_cast<double>(counted->layers) : 1.0;
       ilp::LinearExpr assigned;
       double stage_worst_error = 0.0;
       std::vector<double> stage_worst_memory(servers_, 0.0);
       for (const cost::Placement& placement : candidates_[m][s]) {
         const std::size_t j = placement.server;
+        const std::string_view format = quant::format_name(placement.format);
         const ilp::Variable x =
-            model.add_binary(fmt::format("x[{}][{}][{}][{}]", m, s, j, quant::format_name(placement.format)));
-        formulation_.x[m][s].emplace_back(placement, x);
+            layer ? model.add_variable(fmt::format("count[{}][{}][{}]", m, j, format), 0.0, copies,
+                                       ilp::VariableKind::integer)
+                  : model.add_binary(fmt::format("x[{}][{}][{}][{}]", m, s, j, format));
+        (layer ? counted->counts : formulation_.x[m][s]).emplace_back(placement, x);
         assigned.add(x, 1.0);
-        on_server_[m][s][j].add(x, 1.0);
+        on_server_[m][s][j].add(x, 1.0 / copies);
         (throughput_ ? server_busy_[j] : delay_)
             .add(x, workload.weight * busy_seconds(costs, s, placement) / seconds_per_unit_);
         const double bytes = costs.memory_bytes(s, placement.format);
@@ -277,9 +344,10 @@ class Builder {
                        *links_.busy_seconds(j, user_, tokens_bytes));
         }
       }
-      model.add_constraint(fmt::format("assign[{}][{}]", m, s), assigned, ilp::Sense::equal, 1.0);
-      worst_error += stage_worst_error;
-      for (std::size_t j = 0; j < servers_; ++j) memory_worst_case_[j] += stage_worst_memory[j];
+      model.add_constraint(layer ? fmt::format("assign[{}][layers]", m) : fmt::format("assign[{}][{}]", m, s), assigned,
+                           ilp::Sense::equal, copies);
+      worst_error += copies * stage_worst_error;
+      for (std::size_t j = 0; j < servers_; ++j) memory_worst_case_[j] += copies * stage_worst_memory[j];
     }
     const double budget = workload.accuracy_budget;
     if (keep_.accuracy_budgets && std::isfinite(budget) && budget > 0.0 && worst_error > budget) {
@@ -290,10 +358,8 @@ class Builder {
 
   void add_runs_and_transfers(std::size_t m) {
     ilp::Model& model = formulation_.model;
-    const cost::Workload& workload = instance_.workloads[m];
-    const cost::ModelCosts& costs = workload.costs;
+    const cost::ModelCosts& costs = instance_.workloads[m].costs;
     const std::size_t stage_count = costs.stages.size();
-    const auto decode_steps = static_cast<double>(costs.request.decode_steps());
     whole_model_run_.assign(servers_, std::nullopt);
     // [stage][server]: the runs starting at, ending at and covering a stage.
     std::vector<std::vector<ilp::LinearExpr>> starts(stage_count, std::vector<ilp::LinearExpr>(servers_));
@@ -325,7 +391,6 @@ class Builder {
       }
     }
     for (std::size_t p = 1; p < stage_count; ++p) {
-      const double prefill_bytes = static_cast<double>(costs.prefill_rows_into(p)) * costs.activation_bytes;
       std::vector<ilp::LinearExpr> out(servers_), in(servers_);
       for (std::size_t j = 0; j < servers_; ++j) {
         if (ends[p - 1][j].terms().empty()) continue;
@@ -334,12 +399,7 @@ class Builder {
           const ilp::Variable y = model.add_variable(fmt::format("y[{}][{}][{}][{}]", m, p, j, k), 0.0, 1.0);
           out[j].add(y, 1.0);
           in[k].add(y, 1.0);
-          add_transfer(
-              y, j, k, workload.weight,
-              *links_.transfer_seconds(j, k, prefill_bytes) +
-                  (decode_steps > 0.0 ? decode_steps * *links_.transfer_seconds(j, k, costs.activation_bytes) : 0.0),
-              *links_.busy_seconds(j, k, prefill_bytes) +
-                  decode_steps * *links_.busy_seconds(j, k, costs.activation_bytes));
+          add_chain_transfer(y, m, j, k, p);
         }
       }
       for (std::size_t j = 0; j < servers_; ++j) {
@@ -363,6 +423,116 @@ class Builder {
     }
   }
 
+  // A counted model's chain: from the embedding's server through the runs of
+  // layers to the head's, a walk over the servers in which `hops` counts how
+  // often it passes from one to another (a server may hold several runs).
+  // Conservation at every server makes it a walk. A flow of the layers
+  // themselves, all entering at the first run and each server keeping its
+  // own, makes it one connected walk: without it, runs could close a cycle of
+  // their own, apart from the chain. Every run holds at least one layer.
+  void add_layer_chain(std::size_t m) {
+    ilp::Model& model = formulation_.model;
+    LayerCounts& counted = *formulation_.layer_counts[m];
+    const double layers = static_cast<double>(counted.layers);
+    const std::size_t head = on_server_[m].size() - 1;
+    const auto& embeddings = on_server_[m].front();
+    const auto& heads = on_server_[m].back();
+    std::vector<ilp::LinearExpr> held(servers_), arrive(servers_), depart(servers_), kept(servers_);
+    for (const auto& [placement, count] : counted.counts) held[placement.server].add(count, 1.0);
+    std::vector<std::optional<ilp::Variable>> enter_here(servers_), leave_here(servers_);
+    for (std::size_t i = 0; i < servers_; ++i) {
+      if (embeddings[i].terms().empty()) continue;
+      ilp::LinearExpr out;
+      for (std::size_t k = 0; k < servers_; ++k) {
+        if (held[k].terms().empty() || !links_.connected(i, k)) continue;
+        const ilp::Variable enter = model.add_binary(fmt::format("enter[{}][{}][{}]", m, i, k));
+        counted.enter.push_back({i, k, enter});
+        out.add(enter, 1.0);
+        arrive[k].add(enter, 1.0);
+        kept[k].add(enter, layers);
+        if (i == k) {
+          enter_here[k] = enter;
+        } else {
+          add_chain_transfer(enter, m, i, k, 1);
+        }
+      }
+      model.add_constraint(fmt::format("enter[{}][{}]", m, i), out, ilp::Sense::equal, embeddings[i]);
+    }
+    for (std::size_t i = 0; i < servers_; ++i) {
+      if (heads[i].terms().empty()) continue;
+      ilp::LinearExpr in;
+      for (std::size_t k = 0; k < servers_; ++k) {
+        if (held[k].terms().empty() || !links_.connected(k, i)) continue;
+        const ilp::Variable leave = model.add_binary(fmt::format("leave[{}][{}][{}]", m, k, i));
+        counted.leave.push_back({k, i, leave});
+        in.add(leave, 1.0);
+        depart[k].add(leave, 1.0);
+        if (i == k) {
+          leave_here[k] = leave;
+        } else {
+          add_chain_transfer(leave, m, k, i, head);
+        }
+      }
+      model.add_constraint(fmt::format("leave[{}][{}]", m, i), in, ilp::Sense::equal, heads[i]);
+    }
+    for (std::size_t j = 0; j < servers_; ++j) {
+      for (std::size_t k = 0; k < servers_; ++k) {
+        if (j == k || held[j].terms().empty() || held[k].terms().empty() || !links_.connected(j, k)) continue;
+        const ilp::Variable hop =
+            model.add_variable(fmt::format("hops[{}][{}][{}]", m, j, k), 0.0, layers - 1.0, ilp::VariableKind::integer);
+        const ilp::Variable flow = model.add_variable(fmt::format("flow[{}][{}][{}]", m, j, k), 0.0, ilp::infinity);
+        // Each pass carries at most the layers still to come.
+        model.add_constraint(fmt::format("flow[{}][{}][{}]", m, j, k), flow, ilp::Sense::less_equal,
+                             ilp::LinearExpr().add(hop, layers - 1.0));
+        counted.hops.push_back({j, k, hop});
+        depart[j].add(hop, 1.0);
+        arrive[k].add(hop, 1.0);
+        kept[k].add(flow, 1.0);
+        kept[j].add(flow, -1.0);
+        add_chain_transfer(hop, m, j, k, 2);
+      }
+    }
+    for (std::size_t j = 0; j < servers_; ++j) {
+      if (!held[j].terms().empty()) {
+        model.add_constraint(fmt::format("runs[{}][{}]", m, j), arrive[j], ilp::Sense::equal, depart[j]);
+        model.add_constraint(fmt::format("run_layers[{}][{}]", m, j), arrive[j], ilp::Sense::less_equal, held[j]);
+        // A server with layers is visited at least once. For the relaxation:
+        // without this row, a blend of plans pays a fraction of a transfer
+        // for a whole server's layers.
+        model.add_constraint(fmt::format("visited[{}][{}]", m, j), held[j], ilp::Sense::less_equal,
+                             arrive[j] * layers_that_fit(m, j));
+        model.add_constraint(fmt::format("layer_flow[{}][{}]", m, j), kept[j], ilp::Sense::equal, held[j]);
+      }
+      // The model's ranges of consecutive stages on j: its runs of layers,
+      // and the embedding and the head unless a run continues them.
+      ilp::LinearExpr ranges = arrive[j];
+      ranges += embeddings[j];
+      ranges += heads[j];
+      if (enter_here[j]) ranges.add(*enter_here[j], -1.0);
+      if (leave_here[j]) ranges.add(*leave_here[j], -1.0);
+      if (ranges.terms().empty()) continue;
+      server_runs_[j] += ranges;
+      if (problem_.options.contiguous && keep_.contiguous) {
+        model.add_constraint(fmt::format("contiguous[{}][{}]", m, j), ranges, ilp::Sense::less_equal, 1.0);
+      }
+    }
+  }
+
+  // The most layers of counted model m that server j holds, alone, at their
+  // smallest format.
+  double layers_that_fit(std::size_t m, std::size_t j) const {
+    const LayerCounts& counted = *formulation_.layer_counts[m];
+    const cost::ModelCosts& costs = instance_.workloads[m].costs;
+    double least = std::numeric_limits<double>::infinity();
+    for (const auto& [placement, count] : counted.counts) {
+      if (placement.server == j) least = std::min(least, costs.memory_bytes(1, placement.format));
+    }
+    const double layers = static_cast<double>(counted.layers);
+    if (!keep_.memory || least <= 0.0) return layers;
+    return std::clamp(std::floor(cluster_.servers[j].memory_bytes * (1.0 + cost::feasibility_tolerance) / least), 1.0,
+                      layers);
+  }
+
   // Each decode step starts with the last token going from the head's server
   // back to the embedding's.
   void add_feedback(std::size_t m) {
@@ -383,7 +553,9 @@ class Builder {
         in[k].add(v, 1.0);
         if (j == k) {
           // The embedding's and the head's runs on one server hold it once
-          // (one run, if it holds the whole model).
+          // (one run, if it holds the whole model). A counted model's ranges
+          // are exact already.
+          if (formulation_.layer_counts[m]) continue;
           server_runs_[j].add(v, -1.0);
           if (whole_model_run_[j]) server_runs_[j].add(*whole_model_run_[j], 1.0);
         } else {
@@ -503,11 +675,90 @@ inline Formulation formulate(const Problem& problem, const Candidates& candidate
   return detail::Builder(problem, candidates, keep, goal).build();
 }
 
+namespace detail {
+
+inline long long rounded(const ilp::Solution& solution, ilp::Variable variable) {
+  return std::llround(solution.value(variable));
+}
+
+// A counted model's layers in chain order: its walk over the servers, found
+// by Hierholzer's algorithm from the first run's server, gives the runs; each
+// run takes one of its server's layers, the server's first run the rest, and
+// each server hands out its formats in the order of its counts.
+inline std::vector<cost::Placement> layers_in_order(const LayerCounts& counted, const ilp::Solution& solution,
+                                                    std::size_t m) {
+  auto broken = [&](std::string_view what) {
+    dilemma::detail::fail("plan: the solver's solution does not chain model {}'s layers: {}", m, what);
+  };
+  std::size_t servers = 0;
+  for (const auto& [placement, count] : counted.counts) servers = std::max(servers, placement.server + 1);
+  std::optional<std::size_t> start, finish;
+  for (const auto& arc : counted.enter) {
+    if (rounded(solution, arc.variable) == 1) start = arc.to;
+  }
+  for (const auto& arc : counted.leave) {
+    if (rounded(solution, arc.variable) == 1) finish = arc.from;
+  }
+  if (!start || !finish) broken("no first or no last run");
+  std::vector<std::vector<std::size_t>> successors(servers);
+  std::size_t hops = 0;
+  for (const auto& arc : counted.hops) {
+    const long long times = rounded(solution, arc.variable);
+    for (long long t = 0; t < times; ++t) successors[arc.from].push_back(arc.to);
+    hops += static_cast<std::size_t>(std::max(times, 0LL));
+  }
+  std::vector<std::size_t> walk, stack{*start};
+  while (!stack.empty()) {
+    std::vector<std::size_t>& next = successors[stack.back()];
+    if (next.empty()) {
+      walk.push_back(stack.back());
+      stack.pop_back();
+    } else {
+      stack.push_back(next.back());
+      next.pop_back();
+    }
+  }
+  std::reverse(walk.begin(), walk.end());
+  if (walk.size() != hops + 1 || walk.back() != *finish) broken("its runs do not form one walk");
+
+  std::vector<std::vector<quant::Format>> formats(servers);
+  for (const auto& [placement, count] : counted.counts) {
+    formats[placement.server].insert(formats[placement.server].end(),
+                                     static_cast<std::size_t>(std::max(rounded(solution, count), 0LL)),
+                                     placement.format);
+  }
+  std::vector<std::size_t> visits(servers, 0);
+  for (std::size_t j : walk) ++visits[j];
+  std::vector<cost::Placement> layers;
+  std::vector<bool> visited(servers, false);
+  for (std::size_t j : walk) {
+    if (!visited[j] && formats[j].size() < visits[j]) broken("a run without layers");
+    const std::size_t take = visited[j] ? 1 : formats[j].size() - (visits[j] - 1);
+    visited[j] = true;
+    for (std::size_t t = 0; t < take; ++t) {
+      layers.push_back({j, formats[j].back()});
+      formats[j].pop_back();
+    }
+  }
+  if (layers.size() != counted.layers) broken("layers outside the chain");
+  return layers;
+}
+
+}  // namespace detail
+
 // The placement each stage takes in a solution (the x closest to 1).
 inline std::vector<cost::Assignment> assignments(const Formulation& formulation, const ilp::Solution& solution) {
   std::vector<cost::Assignment> result(formulation.x.size());
   for (std::size_t m = 0; m < formulation.x.size(); ++m) {
+    const std::optional<LayerCounts>& counted = formulation.layer_counts[m];
     for (std::size_t s = 0; s < formulation.x[m].size(); ++s) {
+      if (counted && s > 0 && s + 1 < formulation.x[m].size()) {
+        if (s == 1) {
+          const std::vector<cost::Placement> layers = detail::layers_in_order(*counted, solution, m);
+          result[m].insert(result[m].end(), layers.begin(), layers.end());
+        }
+        continue;
+      }
       const std::pair<cost::Placement, ilp::Variable>* chosen = nullptr;
       for (const auto& candidate : formulation.x[m][s]) {
         if (!chosen || solution.value(candidate.second) > solution.value(chosen->second)) chosen = &candidate;

@@ -4,6 +4,7 @@
 
 #include <Cbc_C_Interface.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <utility>
@@ -34,18 +35,25 @@ inline Plan solve(const Problem& problem, const ilp::SolverOptions& options = {}
   }
 
   const Formulation formulation = formulate(problem, candidates.placements);
-  // On this formulation CBC's default preprocessing (it looks for SOS rows)
-  // and cut rounds at every node cost more than they save: with cuts at the
-  // root only and no preprocessing, bench_planner's OPT-350m instances solve
-  // in half the time. For latency, the feasibility pump spent 3 of opt-350m-5's
-  // 7 s at the root for a plan 1.6 % above the optimum, which the search finds
-  // anyway; without it 10 of 11 latency instances solved faster or ended
-  // with a better plan, the 3-server ones 2-5x faster. Throughput's
-  // min-max objective needs the pump's incumbent (opt-350m-3: 2.6 s with it,
-  // 16 s without). docs/performance.md has the numbers. The caller's
-  // parameters come after these and override them.
+  // On the per-stage program CBC's default preprocessing (it looks for SOS
+  // rows) and cut rounds at every node cost more than they save: with cuts at
+  // the root only and no preprocessing, bench_planner's OPT-350m instances
+  // solved in half the time. For latency, the feasibility pump spent 3 of
+  // opt-350m-5's 7 s at the root for a plan 1.6 % above the optimum, which the
+  // search finds anyway; without it 10 of 11 latency instances solved faster or
+  // ended with a better plan. Throughput's min-max objective needs the pump's
+  // incumbent (opt-350m-3: 2.6 s with it, 16 s without). The program with
+  // layer counts (formulation.hpp's LayerCounts) gains nothing from turning
+  // any of these back on; its nodes are cheap, and for latency CBC's default
+  // of 100 rounds of cuts at the root took most of the time: 10 rounds cut the
+  // median of 12 seeded 10-server OPT-350m instances from 1.50 to 0.54 s.
+  // docs/performance.md has the numbers. The caller's parameters come after
+  // these and override them.
   std::vector<std::pair<std::string, std::string>> defaults = {{"preprocess", "off"}, {"cuts", "root"}};
-  if (problem.instance.objective == cost::Objective::latency) defaults.emplace_back("feasibilityPump", "off");
+  const bool latency = problem.instance.objective == cost::Objective::latency;
+  if (latency) defaults.emplace_back("feasibilityPump", "off");
+  const bool counted = std::ranges::any_of(formulation.layer_counts, [](const auto& counts) { return counts.has_value(); });
+  if (latency && counted) defaults.emplace_back("passCuts", "10");
   ilp::SolverOptions tuned = options;
   tuned.parameters.insert(tuned.parameters.begin(), defaults.begin(), defaults.end());
   const ilp::Solution solution = ilp::solve(formulation.model, tuned);
