@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,8 +18,41 @@
 
 using namespace dilemma;
 
+namespace {
+
+struct Tally {
+  int feasible = 0, infeasible = 0, throughput = 0, multi_model = 0;
+};
+
+// The ILP's plan, checked against exhaustive enumeration; nullopt where
+// neither finds a plan.
+std::optional<plan::Plan> solve_and_compare(const plan::Problem& problem, Tally& tally) {
+  plan::Plan ilp = plan::solve(problem);
+  const plan::Plan exact = plan::brute_force(problem);
+  REQUIRE(ilp.has_plan() == exact.has_plan());
+  if (!exact.has_plan()) {
+    CHECK(ilp.status == plan::Status::infeasible);
+    CHECK_FALSE(ilp.reasons.empty());
+    ++tally.infeasible;
+    return std::nullopt;
+  }
+  ++tally.feasible;
+  CHECK(ilp.status == plan::Status::optimal);
+  CHECK(testing::relative_difference(ilp.objective(), exact.objective()) <= 1e-9);
+  // The plan's objective is cost::evaluate's; the solver's own agrees up to its tolerances.
+  CHECK(testing::relative_difference(*ilp.solver.objective, ilp.objective()) <= 1e-6);
+  CHECK(testing::relative_difference(*exact.solver.objective, exact.objective()) <= 1e-12);
+  CHECK(*ilp.solver.root_bound <= ilp.objective() * (1 + 1e-9));
+  tally.throughput += problem.instance.objective == cost::Objective::throughput;
+  tally.multi_model += problem.instance.workloads.size() > 1;
+  return ilp;
+}
+
+}  // namespace
+
 TEST_CASE("the ILP optimum equals the brute-force optimum on seeded random instances") {
-  int feasible = 0, infeasible = 0, throughput = 0, multi_model = 0, with_options = 0, tight = 0;
+  Tally tally;
+  int with_options = 0, tight = 0;
   const int instances = testing::randomized_instances(240);
   for (std::uint64_t seed = 1; seed <= static_cast<std::uint64_t>(instances); ++seed) {
     testing::RandomShape shape;
@@ -31,38 +65,23 @@ TEST_CASE("the ILP optimum equals the brute-force optimum on seeded random insta
     }
     const plan::Problem problem = testing::random_problem(seed, shape);
     CAPTURE(seed);
-    const plan::Plan ilp = plan::solve(problem);
-    const plan::Plan exact = plan::brute_force(problem);
-    REQUIRE(ilp.has_plan() == exact.has_plan());
-    if (!exact.has_plan()) {
-      CHECK(ilp.status == plan::Status::infeasible);
-      CHECK_FALSE(ilp.reasons.empty());
-      ++infeasible;
-      continue;
-    }
-    ++feasible;
-    CHECK(ilp.status == plan::Status::optimal);
-    CHECK(testing::relative_difference(ilp.objective(), exact.objective()) <= 1e-9);
-    // The plan's objective is cost::evaluate's; the solver's own agrees up to its tolerances.
-    CHECK(testing::relative_difference(*ilp.solver.objective, ilp.objective()) <= 1e-6);
-    CHECK(testing::relative_difference(*exact.solver.objective, exact.objective()) <= 1e-12);
-    CHECK(*ilp.solver.root_bound <= ilp.objective() * (1 + 1e-9));
-    throughput += problem.instance.objective == cost::Objective::throughput;
-    multi_model += problem.instance.workloads.size() > 1;
+    const std::optional<plan::Plan> ilp = solve_and_compare(problem, tally);
+    if (!ilp) continue;
     with_options += problem.options.contiguous || problem.options.max_servers || !problem.options.pins.empty();
-    for (const auto& evaluation : ilp.evaluation.models) {
-      const double budget = problem.instance.workloads[&evaluation - ilp.evaluation.models.data()].accuracy_budget;
+    for (const auto& evaluation : ilp->evaluation.models) {
+      const double budget = problem.instance.workloads[&evaluation - ilp->evaluation.models.data()].accuracy_budget;
       tight += std::isfinite(budget) && evaluation.error > 0.5 * budget;
     }
   }
-  MESSAGE(feasible << " feasible, " << infeasible << " infeasible, " << throughput << " throughput, " << multi_model
-                   << " multi-model, " << with_options << " with options, " << tight << " with a binding-ish budget");
+  MESSAGE(tally.feasible << " feasible, " << tally.infeasible << " infeasible, " << tally.throughput << " throughput, "
+                         << tally.multi_model << " multi-model, " << with_options << " with options, " << tight
+                         << " with a binding-ish budget");
   // Every kind of instance is well represented (240 in release builds, 80 sanitized).
-  CHECK(feasible + infeasible == instances);
-  CHECK(feasible >= instances * 5 / 12);
-  CHECK(infeasible >= instances / 12);
-  CHECK(throughput >= instances / 12);
-  CHECK(multi_model >= instances / 24);
+  CHECK(tally.feasible + tally.infeasible == instances);
+  CHECK(tally.feasible >= instances * 5 / 12);
+  CHECK(tally.infeasible >= instances / 12);
+  CHECK(tally.throughput >= instances / 12);
+  CHECK(tally.multi_model >= instances / 24);
   CHECK(with_options >= instances / 6);
   CHECK(tight >= instances / 8);
 }
@@ -70,7 +89,8 @@ TEST_CASE("the ILP optimum equals the brute-force optimum on seeded random insta
 // Models whose decoder layers are identical are written with layer counts and
 // a walk over the servers (plan::LayerCounts) instead of one x per layer.
 TEST_CASE("the layer-count formulation's optimum equals the brute-force optimum") {
-  int counted = 0, feasible = 0, infeasible = 0, throughput = 0, multi_model = 0, revisits = 0;
+  Tally tally;
+  int counted = 0, revisits = 0;
   const int instances = testing::randomized_instances(200);
   for (std::uint64_t seed = 1001; seed < 1001 + static_cast<std::uint64_t>(instances); ++seed) {
     testing::RandomShape shape;
@@ -91,22 +111,10 @@ TEST_CASE("the layer-count formulation's optimum equals the brute-force optimum"
                                                           candidates.placements[m]);
     }
     counted += any_counted;
-    const plan::Plan ilp = plan::solve(problem);
-    const plan::Plan exact = plan::brute_force(problem);
-    REQUIRE(ilp.has_plan() == exact.has_plan());
-    if (!exact.has_plan()) {
-      CHECK(ilp.status == plan::Status::infeasible);
-      ++infeasible;
-      continue;
-    }
-    ++feasible;
-    CHECK(ilp.status == plan::Status::optimal);
-    CHECK(testing::relative_difference(ilp.objective(), exact.objective()) <= 1e-9);
-    CHECK(testing::relative_difference(*ilp.solver.objective, ilp.objective()) <= 1e-6);
-    throughput += problem.instance.objective == cost::Objective::throughput;
-    multi_model += problem.instance.workloads.size() > 1;
+    const std::optional<plan::Plan> ilp = solve_and_compare(problem, tally);
+    if (!ilp) continue;
     // A server holding two runs of one model: the chain returns to it.
-    for (const cost::Assignment& assignment : ilp.assignments) {
+    for (const cost::Assignment& assignment : ilp->assignments) {
       std::vector<std::size_t> runs(problem.instance.cluster.servers.size(), 0);
       for (std::size_t s = 0; s < assignment.size(); ++s) {
         runs[assignment[s].server] += s == 0 || assignment[s - 1].server != assignment[s].server;
@@ -114,12 +122,13 @@ TEST_CASE("the layer-count formulation's optimum equals the brute-force optimum"
       revisits += *std::max_element(runs.begin(), runs.end()) > 1;
     }
   }
-  MESSAGE(counted << " counted, " << feasible << " feasible, " << infeasible << " infeasible, " << throughput
-                  << " throughput, " << multi_model << " multi-model, " << revisits << " plans revisiting a server");
+  MESSAGE(counted << " counted, " << tally.feasible << " feasible, " << tally.infeasible << " infeasible, "
+                  << tally.throughput << " throughput, " << tally.multi_model << " multi-model, " << revisits
+                  << " plans revisiting a server");
   CHECK(counted >= instances * 3 / 4);
-  CHECK(feasible >= instances / 3);
-  CHECK(infeasible >= instances / 12);
-  CHECK(throughput >= instances / 12);
-  CHECK(multi_model >= instances / 24);
+  CHECK(tally.feasible >= instances / 3);
+  CHECK(tally.infeasible >= instances / 12);
+  CHECK(tally.throughput >= instances / 12);
+  CHECK(tally.multi_model >= instances / 24);
   CHECK(revisits >= 1);
 }
