@@ -46,3 +46,19 @@ TEST_CASE("CBC reports infeasibility, and the objective constant is kept") {
   CHECK(solution.objective == doctest::Approx(14.0));
   CHECK(solution.root_bound.value() == doctest::Approx(13.0));
 }
+
+TEST_CASE("a start is CBC's first solution; a start that names no variable of the model is an error") {
+  ilp::Model model;
+  const auto a = model.add_binary("a"), b = model.add_binary("b"), c = model.add_binary("c");
+  model.add_constraint("r1", 2.0 * a + 3.0 * b + c, ilp::Sense::less_equal, 5.0);
+  model.add_constraint("r3", 3.0 * a + 4.0 * b + 2.0 * c, ilp::Sense::less_equal, 8.0);
+  model.maximize(5.0 * a + 4.0 * b + 3.0 * c);
+  ilp::SolverOptions options;
+  options.start = {{a, 1.0}, {c, 1.0}};  // 8, one short of the optimum
+  const auto solution = ilp::solve(model, options);
+  REQUIRE(solution.status == ilp::Status::optimal);
+  CHECK(solution.objective == doctest::Approx(9.0));
+
+  options.start = {{ilp::Variable{5}, 1.0}};
+  CHECK_THROWS_WITH_AS(ilp::solve(model, options), "ilp: the start names variable 5, but the model has 3", Error);
+}

@@ -40,6 +40,9 @@ struct SolverOptions {
   // Further CBC parameters, as on its command line without the dash, e.g.
   // {"cuts", "off"} or {"preprocess", "sos"}.
   std::vector<std::pair<std::string, std::string>> parameters;
+  // A known solution for CBC to start from: its nonzero integer variables
+  // (the others are taken as zero, the continuous ones completed by CBC).
+  std::vector<std::pair<Variable, double>> start;
 };
 
 enum class Status {
@@ -245,6 +248,19 @@ inline Solution solve(const Model& model, const SolverOptions& options = {}) {
   Cbc_setParameter(cbc.get(), "increment", "1e-9");
   if (options.threads > 1) Cbc_setParameter(cbc.get(), "threads", std::to_string(options.threads).c_str());
   for (const auto& [name, value] : options.parameters) Cbc_setParameter(cbc.get(), name.c_str(), value.c_str());
+  if (!options.start.empty()) {
+    std::vector<int> columns;
+    std::vector<double> values;
+    for (const auto& [variable, value] : options.start) {
+      if (variable.index >= variables.size()) {
+        dilemma::detail::fail("ilp: the start names variable {}, but the model has {}", variable.index,
+                              variables.size());
+      }
+      columns.push_back(static_cast<int>(variable.index));
+      values.push_back(value);
+    }
+    Cbc_setMIPStartI(cbc.get(), static_cast<int>(columns.size()), columns.data(), values.data());
+  }
 
   const auto start = std::chrono::steady_clock::now();
   Cbc_solve(cbc.get());

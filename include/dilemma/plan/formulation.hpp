@@ -86,6 +86,7 @@ struct Formulation {
   ilp::Model model;
   std::vector<std::vector<StageVariables>> x;            // [model][stage]; empty for a counted model's layers
   std::vector<std::optional<LayerCounts>> layer_counts;  // [model]
+  std::vector<std::optional<ilp::Variable>> used;        // [server]: holds a stage (with max_servers)
   double objective_unit = 1.0;                           // the goal's natural unit (seconds, error) per solver unit
 };
 
@@ -211,6 +212,7 @@ class Builder {
   Formulation build() {
     formulation_.x.resize(candidates_.size());
     formulation_.layer_counts.resize(candidates_.size());
+    formulation_.used.resize(servers_);
     for (std::size_t m = 0; m < candidates_.size(); ++m) add_model(m);
     add_memory();
     add_servers_used();
@@ -603,6 +605,7 @@ class Builder {
         }
       }
       if (used) servers_used_.add(*used, 1.0);
+      formulation_.used[j] = used;
     }
     if (limit) {
       model.add_constraint("max_servers", servers_used_, ilp::Sense::less_equal,
@@ -745,6 +748,58 @@ inline std::vector<cost::Placement> layers_in_order(const LayerCounts& counted, 
 }
 
 }  // namespace detail
+
+// A plan as a start for CBC: the nonzero integer variables of its solution.
+// Only for programs whose every model is counted (the per-stage program's
+// runs are not kept); nullopt otherwise, or if the plan uses a placement the
+// program does not have.
+inline std::optional<std::vector<std::pair<ilp::Variable, double>>> start_values(
+    const Formulation& formulation, const std::vector<cost::Assignment>& plan) {
+  std::map<std::size_t, double> values;  // by variable index, so that repeats add up
+  std::vector<bool> busy(formulation.used.size(), false);
+  for (std::size_t m = 0; m < plan.size(); ++m) {
+    if (!formulation.layer_counts[m] || plan[m].size() != formulation.x[m].size()) return std::nullopt;
+    const LayerCounts& counted = *formulation.layer_counts[m];
+    const cost::Assignment& stages = plan[m];
+    auto placement_variable = [](const StageVariables& list,
+                                 const cost::Placement& placement) -> std::optional<ilp::Variable> {
+      for (const auto& [candidate, variable] : list) {
+        if (candidate == placement) return variable;
+      }
+      return std::nullopt;
+    };
+    auto arc_variable = [](const std::vector<LayerCounts::Arc>& arcs, std::size_t from,
+                           std::size_t to) -> std::optional<ilp::Variable> {
+      for (const auto& arc : arcs) {
+        if (arc.from == from && arc.to == to) return arc.variable;
+      }
+      return std::nullopt;
+    };
+    std::vector<std::optional<ilp::Variable>> ones;
+    const std::size_t head = stages.size() - 1;
+    ones.push_back(placement_variable(formulation.x[m][0], stages[0]));
+    ones.push_back(placement_variable(formulation.x[m][head], stages[head]));
+    ones.push_back(arc_variable(counted.enter, stages[0].server, stages[1].server));
+    ones.push_back(arc_variable(counted.leave, stages[head - 1].server, stages[head].server));
+    for (std::size_t s = 1; s < head; ++s) {
+      ones.push_back(placement_variable(counted.counts, stages[s]));
+      if (s + 1 < head && stages[s].server != stages[s + 1].server) {
+        ones.push_back(arc_variable(counted.hops, stages[s].server, stages[s + 1].server));
+      }
+    }
+    for (const auto& variable : ones) {
+      if (!variable) return std::nullopt;
+      values[variable->index] += 1.0;
+    }
+    for (const cost::Placement& placement : stages) busy.at(placement.server) = true;
+  }
+  for (std::size_t j = 0; j < busy.size(); ++j) {
+    if (busy[j] && formulation.used[j]) values[formulation.used[j]->index] = 1.0;
+  }
+  std::vector<std::pair<ilp::Variable, double>> start;
+  for (const auto& [index, value] : values) start.emplace_back(ilp::Variable{index}, value);
+  return start;
+}
 
 // The placement each stage takes in a solution (the x closest to 1).
 inline std::vector<cost::Assignment> assignments(const Formulation& formulation, const ilp::Solution& solution) {

@@ -52,14 +52,29 @@ inline Plan solve(const Problem& problem, const ilp::SolverOptions& options = {}
   std::vector<std::pair<std::string, std::string>> defaults = {{"preprocess", "off"}, {"cuts", "root"}};
   const bool latency = problem.instance.objective == cost::Objective::latency;
   if (latency) defaults.emplace_back("feasibilityPump", "off");
-  const bool counted = std::ranges::any_of(formulation.layer_counts, [](const auto& counts) { return counts.has_value(); });
+  const bool counted =
+      std::ranges::any_of(formulation.layer_counts, [](const auto& counts) { return counts.has_value(); });
   if (latency && counted) defaults.emplace_back("passCuts", "10");
   ilp::SolverOptions tuned = options;
   tuned.parameters.insert(tuned.parameters.begin(), defaults.begin(), defaults.end());
+  // Under throughput, CBC's own first plans are poor: with layer counts, in 6
+  // of the 7 solves of 27 seeded instances that the limit stopped, annealing
+  // found a better plan than CBC's. So annealing runs first and its plan is
+  // CBC's start: of 8 seeded 10-server instances 7 were then proven within
+  // 20 s instead of 5, with a quarter of the nodes (docs/performance.md).
+  // Under latency CBC finds good plans itself, and on the per-stage program a
+  // start slowed the proof (below).
+  std::optional<Plan> annealed;
+  if (!latency && counted) {
+    annealed = anneal(problem, annealing);
+    if (annealed->has_plan()) {
+      if (auto start = start_values(formulation, annealed->assignments)) tuned.start = std::move(*start);
+    }
+  }
   const ilp::Solution solution = ilp::solve(formulation.model, tuned);
   const double unit = formulation.objective_unit;
   report.status = std::string(ilp::status_name(solution.status));
-  report.seconds = solution.root_seconds + solution.solve_seconds;
+  report.seconds = solution.root_seconds + solution.solve_seconds + (annealed ? annealed->solver.seconds : 0.0);
   report.nodes = solution.nodes;
   report.variables = static_cast<std::int64_t>(formulation.model.variables().size());
   report.constraints = static_cast<std::int64_t>(formulation.model.constraints().size());
@@ -76,11 +91,12 @@ inline Plan solve(const Problem& problem, const ilp::SolverOptions& options = {}
   // avoids (OPT-350m on the smart city at 4x speed: greedy's plan, annealed or
   // not, is 1.5 % faster than CBC's after 60 s, annealed or not). The best
   // plan is returned, still as `feasible`, with the gap to CBC's proven bound.
-  // Annealing is not given to CBC as a first incumbent: that made opt-350m-5
-  // 3.6x slower to prove (docs/performance.md, "Annealing").
+  // Under latency annealing is not given to CBC as a first incumbent: that
+  // made opt-350m-5 3.6x slower to prove on the per-stage program
+  // (docs/performance.md, "Annealing").
   auto best_known = [&](std::optional<std::vector<cost::Assignment>> incumbent) -> Plan {
-    Plan heuristic = anneal(problem, annealing);
-    report.seconds += heuristic.solver.seconds;
+    Plan heuristic = annealed ? *annealed : anneal(problem, annealing);
+    if (!annealed) report.seconds += heuristic.solver.seconds;
     if (incumbent) {
       Plan from_incumbent = anneal(problem, *incumbent, annealing);
       report.seconds += from_incumbent.solver.seconds;
