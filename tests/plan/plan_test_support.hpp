@@ -1,12 +1,15 @@
 #pragma once
-// Planning problems for the bundled tiny-opt on the example clusters.
+// Planning problems for the bundled tiny-opt on the example clusters, and
+// helpers the planning tests share.
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "dilemma/cost/error_table.hpp"
+#include "dilemma/cost/evaluate.hpp"
 #include "dilemma/cost/model_costs.hpp"
 #include "dilemma/edge/cluster.hpp"
 #include "dilemma/model/config.hpp"
@@ -59,5 +62,14 @@ inline plan::Problem opt_350m_city_problem(double budget_share) {
 
 // |a - b| relative to |b|: objectives of equal plans agree to rounding.
 inline double relative_difference(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
+
+// Whether the chain of one model returns to a server it left: two runs there.
+inline bool revisits_a_server(const cost::Assignment& assignment, std::size_t servers) {
+  std::vector<int> runs(servers, 0);
+  for (std::size_t s = 0; s < assignment.size(); ++s) {
+    runs[assignment[s].server] += s == 0 || assignment[s - 1].server != assignment[s].server;
+  }
+  return *std::max_element(runs.begin(), runs.end()) > 1;
+}
 
 }  // namespace dilemma::testing

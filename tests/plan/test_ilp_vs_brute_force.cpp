@@ -4,12 +4,10 @@
 
 #include <doctest/doctest.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include "dilemma/plan/brute_force.hpp"
 #include "dilemma/plan/solve.hpp"
@@ -113,13 +111,8 @@ TEST_CASE("the layer-count formulation's optimum equals the brute-force optimum"
     counted += any_counted;
     const std::optional<plan::Plan> ilp = solve_and_compare(problem, tally);
     if (!ilp) continue;
-    // A server holding two runs of one model: the chain returns to it.
     for (const cost::Assignment& assignment : ilp->assignments) {
-      std::vector<std::size_t> runs(problem.instance.cluster.servers.size(), 0);
-      for (std::size_t s = 0; s < assignment.size(); ++s) {
-        runs[assignment[s].server] += s == 0 || assignment[s - 1].server != assignment[s].server;
-      }
-      revisits += *std::max_element(runs.begin(), runs.end()) > 1;
+      revisits += testing::revisits_a_server(assignment, problem.instance.cluster.servers.size());
     }
   }
   MESSAGE(counted << " counted, " << tally.feasible << " feasible, " << tally.infeasible << " infeasible, "

@@ -5,7 +5,6 @@
 
 #include <doctest/doctest.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -82,11 +81,7 @@ TEST_CASE("every assignment solves the layer-count program exactly when it is fe
       const std::vector<cost::Assignment> read_back = plan::assignments(formulation, solution);
       CHECK(testing::relative_difference(plan::evaluate(problem, read_back).objective, reference.objective) <= 1e-9);
       for (const cost::Assignment& assignment : assignments) {
-        std::vector<int> runs(problem.instance.cluster.servers.size(), 0);
-        for (std::size_t s = 0; s < assignment.size(); ++s) {
-          runs[assignment[s].server] += s == 0 || assignment[s - 1].server != assignment[s].server;
-        }
-        revisits += *std::max_element(runs.begin(), runs.end()) > 1;
+        revisits += testing::revisits_a_server(assignment, problem.instance.cluster.servers.size());
       }
     }
   }
