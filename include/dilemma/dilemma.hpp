@@ -69,6 +69,7 @@
 #include "dilemma/plan/formulation.hpp"
 #include "dilemma/plan/plan.hpp"
 #include "dilemma/plan/problem.hpp"
+#include "dilemma/plan/program_values.hpp"
 #include "dilemma/plan/solve.hpp"
 
 #include "dilemma/runtime/client.hpp"

@@ -13,6 +13,7 @@
 #include "dilemma/ilp/cbc_solver.hpp"
 #include "dilemma/plan/formulation.hpp"
 #include "dilemma/plan/problem.hpp"
+#include "dilemma/plan/program_values.hpp"
 #include "plan_test_support.hpp"
 #include "random_instances.hpp"
 

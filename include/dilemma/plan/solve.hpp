@@ -19,6 +19,7 @@
 #include "dilemma/plan/feasibility.hpp"
 #include "dilemma/plan/formulation.hpp"
 #include "dilemma/plan/plan.hpp"
+#include "dilemma/plan/program_values.hpp"
 #include "dilemma/plan/problem.hpp"
 
 namespace dilemma::plan {
