@@ -38,8 +38,8 @@ ilp::Model fixed_to(const plan::Formulation& formulation, const std::vector<std:
 
 TEST_CASE("every assignment solves the layer-count program exactly when it is feasible, at its own objective") {
   int counted = 0, feasible = 0, infeasible = 0, revisits = 0;
-  for (std::uint64_t seed = 2001; seed <= 2000 + static_cast<std::uint64_t>(testing::randomized_instances(60));
-       ++seed) {
+  const int instances = testing::randomized_instances(60);
+  for (std::uint64_t seed = 2001; seed <= 2000 + static_cast<std::uint64_t>(instances); ++seed) {
     testing::RandomShape shape;
     shape.identical_layers = true;
     shape.servers = 2 + seed % 3;
@@ -88,10 +88,11 @@ TEST_CASE("every assignment solves the layer-count program exactly when it is fe
   }
   MESSAGE(counted << " counted problems, " << feasible << " feasible and " << infeasible
                   << " infeasible assignments, " << revisits << " feasible plans with a server visited twice");
-  CHECK(counted >= 20);
-  CHECK(feasible >= 100);
-  CHECK(infeasible >= 100);
-  CHECK(revisits >= 20);
+  // 60 problems in release builds, 20 sanitized.
+  CHECK(counted >= instances * 2 / 3);
+  CHECK(feasible >= instances * 3);
+  CHECK(infeasible >= instances * 8);
+  CHECK(revisits >= instances * 2);
 }
 
 TEST_CASE("a model whose layers differ keeps the per-stage program") {
