@@ -123,3 +123,20 @@ TEST_CASE("evaluate reports quantization, and every violated constraint in words
   CHECK_THROWS_WITH_AS(evaluate(instance, {{0, Format::f32}, {5, Format::f32}, {0, Format::f32}}),
                        "evaluate: model \"m\" stage layer.0 is on server 5, but the cluster has 2 servers", Error);
 }
+
+TEST_CASE("chain_step prices one step of the chain as evaluate does, and needs a link") {
+  const cost::Instance instance = hand_instance();
+  const cost::LinkTable links(instance.cluster);
+  const cost::ModelCosts& costs = instance.workloads[0].costs;
+  // Into layer.0, A→B: 10 prompt rows (0.001 + 400/1000), then one row in each of the 2 decode steps.
+  const cost::ChainStep into_layer = cost::chain_step(links, costs, 0, 1, 1);
+  CHECK(into_layer.seconds == doctest::Approx(0.401 + 2 * 0.041).epsilon(1e-14));
+  CHECK(into_layer.busy == doctest::Approx(0.4 + 2 * 0.04).epsilon(1e-14));
+  // Into the head, B→A: only the last position's row in the prefill.
+  const cost::ChainStep into_head = cost::chain_step(links, costs, 1, 0, 2);
+  CHECK(into_head.seconds == doctest::Approx(3 * 0.041).epsilon(1e-14));
+  CHECK(into_head.busy == doctest::Approx(3 * 0.04).epsilon(1e-14));
+  CHECK(cost::chain_step(links, costs, 1, 1, 2).seconds == 0.0);
+  CHECK_THROWS_WITH_AS(cost::chain_step(links, costs, 1, 2, 2),
+                       "cost: no link from node 1 to node 2 for the step into stage 2", Error);
+}

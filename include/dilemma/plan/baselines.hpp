@@ -138,19 +138,16 @@ inline Plan uniform_format(const Problem& problem, quant::Format format, std::st
   std::vector<std::vector<double>> busy(server_count, std::vector<double>(n + 1, 0.0)), memory = busy;
   for (std::size_t k = 0; k < server_count; ++k) {
     for (std::size_t s = 0; s < n; ++s) {
-      const auto& times = costs.stages[s].time(k, format);
-      busy[k][s + 1] = busy[k][s] + (times ? times->prefill_seconds + steps * times->decode_seconds : 0.0);
+      const bool runs = costs.stages[s].time(k, format).has_value();
+      busy[k][s + 1] = busy[k][s] + (runs ? detail::busy_seconds(costs, s, {k, format}) : 0.0);
       memory[k][s + 1] = memory[k][s] + costs.memory_bytes(s, format);
     }
   }
   auto combine = [&](double a, double b) { return throughput ? std::max(a, b) : a + b; };
   // The cost of the chain's step from stage e on j to stage e+1 on k.
   auto boundary = [&](std::size_t e, std::size_t j, std::size_t k) {
-    const double prefill_bytes = static_cast<double>(costs.prefill_rows_into(e + 1)) * costs.activation_bytes;
-    if (throughput)
-      return *links.busy_seconds(j, k, prefill_bytes) + steps * *links.busy_seconds(j, k, costs.activation_bytes);
-    return *links.transfer_seconds(j, k, prefill_bytes) +
-           (steps > 0.0 ? steps * *links.transfer_seconds(j, k, costs.activation_bytes) : 0.0);
+    const cost::ChainStep step = cost::chain_step(links, costs, j, k, e + 1);
+    return throughput ? step.busy : step.seconds;
   };
   // Prompt in, tokens out and the fed-back token, for a chain from a to k.
   auto ends = [&](std::size_t a, std::size_t k) -> std::optional<double> {
@@ -334,16 +331,13 @@ inline Plan greedy(const Problem& problem) {
         }
         if (s + 1 == n && steps > 0.0 && !links.connected(j, assignment.empty() ? j : assignment.front().server))
           continue;
-        const auto& times = costs.stages[s].time(j, p.format);
-        const double busy = times->prefill_seconds + steps * times->decode_seconds;
+        const double busy = detail::busy_seconds(costs, s, p);
         double transfer = 0.0;
         if (s == 0) {
           transfer =
               *links.transfer_seconds(user, j, static_cast<double>(costs.request.prompt_tokens) * costs.token_id_bytes);
         } else if (previous != j) {
-          const double rows = static_cast<double>(costs.prefill_rows_into(s));
-          transfer = *links.transfer_seconds(previous, j, rows * costs.activation_bytes) +
-                     (steps > 0.0 ? steps * *links.transfer_seconds(previous, j, costs.activation_bytes) : 0.0);
+          transfer = cost::chain_step(links, costs, previous, j, s).seconds;
         }
         const std::pair<double, double> score{throughput ? load[j] + workload.weight * busy : 0.0, busy + transfer};
         if (score < choice_score) {
@@ -362,8 +356,7 @@ inline Plan greedy(const Problem& problem) {
       const std::size_t j = choice->server;
       free_memory[j] -= costs.memory_bytes(s, choice->format);
       error += costs.error(s, choice->format);
-      const auto& times = costs.stages[s].time(j, choice->format);
-      load[j] += workload.weight * (times->prefill_seconds + steps * times->decode_seconds);
+      load[j] += workload.weight * detail::busy_seconds(costs, s, *choice);
       used[j] = true;
       entered[j] = true;
       assignment.push_back(*choice);

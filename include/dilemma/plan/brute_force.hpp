@@ -138,8 +138,7 @@ class Enumerator {
       // Snapshot the loads a throughput branch changes, to undo them.
       const std::vector<double> saved_links = throughput_ ? link_load_ : std::vector<double>();
       const double saved_server = server_load_[j];
-      const auto& times = costs.stages[s].time(j, placement.format);
-      const double busy = times->prefill_seconds + steps * times->decode_seconds;
+      const double busy = busy_seconds(costs, s, placement);
       double cost = partial;
       bool linked;
       if (throughput_) {

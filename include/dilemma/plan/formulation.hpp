@@ -269,15 +269,8 @@ class Builder {
   void add_chain_transfer(ilp::Variable variable, std::size_t m, std::size_t from, std::size_t to,
                           std::size_t stage) {
     const cost::Workload& workload = instance_.workloads[m];
-    const cost::ModelCosts& costs = workload.costs;
-    const auto decode_steps = static_cast<double>(costs.request.decode_steps());
-    const double prefill_bytes = static_cast<double>(costs.prefill_rows_into(stage)) * costs.activation_bytes;
-    add_transfer(
-        variable, from, to, workload.weight,
-        *links_.transfer_seconds(from, to, prefill_bytes) +
-            (decode_steps > 0.0 ? decode_steps * *links_.transfer_seconds(from, to, costs.activation_bytes) : 0.0),
-        *links_.busy_seconds(from, to, prefill_bytes) +
-            decode_steps * *links_.busy_seconds(from, to, costs.activation_bytes));
+    const cost::ChainStep step = cost::chain_step(links_, workload.costs, from, to, stage);
+    add_transfer(variable, from, to, workload.weight, step.seconds, step.busy);
   }
 
   void add_model(std::size_t m) {

@@ -98,26 +98,26 @@ inline std::vector<cost::Placement> layers_in_order(const LayerCounts& counted, 
 // program does not have.
 inline std::optional<std::vector<std::pair<ilp::Variable, double>>> start_values(
     const Formulation& formulation, const std::vector<cost::Assignment>& plan) {
+  auto placement_variable = [](const StageVariables& list,
+                               const cost::Placement& placement) -> std::optional<ilp::Variable> {
+    for (const auto& [candidate, variable] : list) {
+      if (candidate == placement) return variable;
+    }
+    return std::nullopt;
+  };
+  auto arc_variable = [](const std::vector<LayerCounts::Arc>& arcs, std::size_t from,
+                         std::size_t to) -> std::optional<ilp::Variable> {
+    for (const auto& arc : arcs) {
+      if (arc.from == from && arc.to == to) return arc.variable;
+    }
+    return std::nullopt;
+  };
   std::map<std::size_t, double> values;  // by variable index, so that repeats add up
   std::vector<bool> busy(formulation.used.size(), false);
   for (std::size_t m = 0; m < plan.size(); ++m) {
     if (!formulation.layer_counts[m] || plan[m].size() != formulation.x[m].size()) return std::nullopt;
     const LayerCounts& counted = *formulation.layer_counts[m];
     const cost::Assignment& stages = plan[m];
-    auto placement_variable = [](const StageVariables& list,
-                                 const cost::Placement& placement) -> std::optional<ilp::Variable> {
-      for (const auto& [candidate, variable] : list) {
-        if (candidate == placement) return variable;
-      }
-      return std::nullopt;
-    };
-    auto arc_variable = [](const std::vector<LayerCounts::Arc>& arcs, std::size_t from,
-                           std::size_t to) -> std::optional<ilp::Variable> {
-      for (const auto& arc : arcs) {
-        if (arc.from == from && arc.to == to) return arc.variable;
-      }
-      return std::nullopt;
-    };
     std::vector<std::optional<ilp::Variable>> ones;
     const std::size_t head = stages.size() - 1;
     ones.push_back(placement_variable(formulation.x[m][0], stages[0]));
