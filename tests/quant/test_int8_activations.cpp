@@ -111,6 +111,26 @@ TEST_CASE("activations are rounded per group to int8 with scale max|x|/127") {
                        "int8 activations: group size 32 does not split 48 activations (at most 65536)", Error);
 }
 
+TEST_CASE("the activation buffers the kernels load a step at a time start on a cache line") {
+  const auto on_cache_line = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 64 == 0; };
+  std::mt19937 engine(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  // Several sizes, so that an allocator that happens to return aligned blocks for one size is not enough.
+  for (const std::size_t cols : {128, 384, 1024, 4096}) {
+    CAPTURE(cols);
+    std::vector<float> x(cols);
+    for (float& v : x) v = normal(engine);
+    const auto q = quant::quantize_activations(x, 64);
+    CHECK(on_cache_line(q.codes.data()));
+    const auto steps = quant::detail::lay_out_int4_step_codes(q);
+    CHECK(on_cache_line(steps.low.data()));
+    CHECK(on_cache_line(steps.high.data()));
+    const auto lanes = quant::detail::lay_out_int4_step_lanes(x.data(), static_cast<Eigen::Index>(cols), 64);
+    REQUIRE(lanes.steps > 0);
+    CHECK(on_cache_line(lanes.lanes.data()));
+  }
+}
+
 TEST_CASE("vectorized rounding gives std::round's code for every activation, halfway values included") {
   std::mt19937 engine(77);
   std::normal_distribution<float> normal(0.0f, 1.0f);

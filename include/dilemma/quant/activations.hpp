@@ -23,6 +23,7 @@
 #include <Eigen/Core>
 
 #include "dilemma/error.hpp"
+#include "dilemma/quant/detail/cache_line_vector.hpp"
 
 namespace dilemma::quant {
 
@@ -45,7 +46,7 @@ inline constexpr Eigen::Index max_int8_activation_group = 65536;
 // One activation vector in int8, per group of `group_size` elements.
 struct QuantizedActivations {
   Eigen::Index group_size = 0;
-  std::vector<std::int8_t> codes;  // q, one per element
+  detail::CacheLineVector<std::int8_t> codes;  // q, one per element
   std::vector<float> scales;       // s_g, one per group
   std::vector<std::int32_t> sums;  // Σ q over each group, for the kernels' unsigned-weight corrections
 
@@ -67,8 +68,8 @@ inline QuantizedActivations quantize_activations(std::span<const float> x, Eigen
                           x.size(), max_int8_activation_group);
   }
   const auto size = static_cast<std::size_t>(group_size);
-  QuantizedActivations q{group_size, std::vector<std::int8_t>(x.size()), std::vector<float>(x.size() / size),
-                         std::vector<std::int32_t>(x.size() / size)};
+  QuantizedActivations q{group_size, detail::CacheLineVector<std::int8_t>(x.size()),
+                         std::vector<float>(x.size() / size), std::vector<std::int32_t>(x.size() / size)};
   // Eigen's array expressions vectorize the scan and the rounding (its
   // round() is half away from zero, as std::round) as long as no cast joins
   // them, so the rounded values go through a float array first.

@@ -15,6 +15,7 @@
 #include <Eigen/Core>
 
 #include "dilemma/quant/activations.hpp"
+#include "dilemma/quant/detail/cache_line_vector.hpp"
 
 namespace dilemma::quant::detail {
 
@@ -30,8 +31,8 @@ inline bool int4_steps_fit(Eigen::Index group_size) {
 // The activation codes of one product in the order of the steps' registers.
 struct Int4StepCodes {
   Eigen::Index steps = 0;
-  std::vector<std::int8_t> low;   // 64 per step: code of the column under each byte's low nibble
-  std::vector<std::int8_t> high;  // 64 per step: ... under its high nibble
+  CacheLineVector<std::int8_t> low;   // 64 per step: code of the column under each byte's low nibble
+  CacheLineVector<std::int8_t> high;  // 64 per step: ... under its high nibble
   // Per group of the whole steps (the column tail's groups are left to the unstepped kernel):
   std::vector<float> scale;       // s_g, the activation scale
   std::vector<float> scaled_sum;  // s_g · Σ q over the group, which the group's weight offset multiplies

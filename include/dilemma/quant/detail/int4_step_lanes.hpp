@@ -15,13 +15,14 @@
 
 #include <Eigen/Core>
 
+#include "dilemma/quant/detail/cache_line_vector.hpp"
 #include "dilemma/quant/detail/int4_step_codes.hpp"
 
 namespace dilemma::quant::detail {
 
 struct Int4StepLanes {
   Eigen::Index steps = 0;   // 0: the product does not use this layout
-  std::vector<float> lanes;  // 128 per step: vector k (0 … 7), lane l = x[step_column(l, k)] · 16^−k
+  CacheLineVector<float> lanes;  // 128 per step: vector k (0 … 7), lane l = x[step_column(l, k)] · 16^−k
 };
 
 // The column, within its step, under nibble k of int32 lane l: lane l holds

@@ -362,13 +362,18 @@ DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline __m512 int4_la
   const auto nibble = [&](int k) DILEMMA_QUANT_TARGET_AVX512 {
     return _mm512_cvtepu32_ps(_mm512_and_si512(bytes, chunk.masks[k]));
   };
-  // Two chains of four, so that the FMAs' latency overlaps.
+  // Two chains of four, so that the FMAs' latency overlaps. Written out: as a
+  // loop, GCC 12 kept the loop and read the nibble masks from the stack, and a
+  // scratch copy of that step streamed DRAM at less than half the speed on
+  // the Zen 5 host (docs/performance.md, "A Zen 5 host").
   __m512 even = _mm512_mul_ps(nibble(0), _mm512_loadu_ps(x));
   __m512 odd = _mm512_mul_ps(nibble(1), _mm512_loadu_ps(x + 16));
-  for (int k = 2; k < 8; k += 2) {
-    even = _mm512_fmadd_ps(nibble(k), _mm512_loadu_ps(x + 16 * k), even);
-    odd = _mm512_fmadd_ps(nibble(k + 1), _mm512_loadu_ps(x + 16 * (k + 1)), odd);
-  }
+  even = _mm512_fmadd_ps(nibble(2), _mm512_loadu_ps(x + 32), even);
+  odd = _mm512_fmadd_ps(nibble(3), _mm512_loadu_ps(x + 48), odd);
+  even = _mm512_fmadd_ps(nibble(4), _mm512_loadu_ps(x + 64), even);
+  odd = _mm512_fmadd_ps(nibble(5), _mm512_loadu_ps(x + 80), odd);
+  even = _mm512_fmadd_ps(nibble(6), _mm512_loadu_ps(x + 96), even);
+  odd = _mm512_fmadd_ps(nibble(7), _mm512_loadu_ps(x + 112), odd);
   return _mm512_add_ps(even, odd);
 }
 
