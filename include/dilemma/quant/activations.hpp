@@ -47,8 +47,8 @@ inline constexpr Eigen::Index max_int8_activation_group = 65536;
 struct QuantizedActivations {
   Eigen::Index group_size = 0;
   detail::CacheLineVector<std::int8_t> codes;  // q, one per element
-  std::vector<float> scales;       // s_g, one per group
-  std::vector<std::int32_t> sums;  // Σ q over each group, for the kernels' unsigned-weight corrections
+  std::vector<float> scales;                   // s_g, one per group
+  std::vector<std::int32_t> sums;              // Σ q over each group, for the kernels' unsigned-weight corrections
 
   // x̂ = s_g · q.
   std::vector<float> dequantize() const {

@@ -34,8 +34,8 @@ struct Int4StepCodes {
   CacheLineVector<std::int8_t> low;   // 64 per step: code of the column under each byte's low nibble
   CacheLineVector<std::int8_t> high;  // 64 per step: ... under its high nibble
   // Per group of the whole steps (the column tail's groups are left to the unstepped kernel):
-  std::vector<float> scale;       // s_g, the activation scale
-  std::vector<float> scaled_sum;  // s_g · Σ q over the group, which the group's weight offset multiplies
+  std::vector<float> scale;           // s_g, the activation scale
+  std::vector<float> scaled_sum;      // s_g · Σ q over the group, which the group's weight offset multiplies
 };
 
 inline Int4StepCodes lay_out_int4_step_codes(const QuantizedActivations& x) {

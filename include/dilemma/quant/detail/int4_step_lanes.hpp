@@ -21,7 +21,7 @@
 namespace dilemma::quant::detail {
 
 struct Int4StepLanes {
-  Eigen::Index steps = 0;   // 0: the product does not use this layout
+  Eigen::Index steps = 0;        // 0: the product does not use this layout
   CacheLineVector<float> lanes;  // 128 per step: vector k (0 … 7), lane l = x[step_column(l, k)] · 16^−k
 };
 
