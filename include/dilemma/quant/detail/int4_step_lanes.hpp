@@ -8,10 +8,9 @@
 // product u·16^k · x·16^−k is u·x, exactly, inside the FMA. Plain C++, built
 // once per product.
 
-#include <algorithm>
-#include <cmath>
+#include <array>
 #include <cstddef>
-#include <vector>
+#include <cstdint>
 
 #include <Eigen/Core>
 
@@ -32,6 +31,30 @@ inline constexpr Eigen::Index step_column(Eigen::Index lane, Eigen::Index nibble
   return 32 * (lane / 4) + (nibble % 2) * 16 + 4 * (lane % 4) + nibble / 2;
 }
 
+// Lane i = 16k + l of a step's 128: the column under it, step_column(l, k),
+// and the 16^−k its activation is scaled by. A table, so that laying out a
+// product's activations is one load and one multiply per column. Computed
+// per column (std::ldexp among them), the layout and the group sums took
+// almost half as long as the kernel itself on an fc2-shaped product in cache
+// (docs/performance.md, "A Zen 5 host").
+struct StepLaneMap {
+  std::array<std::uint8_t, int4_step> column;
+  std::array<float, int4_step> scale;
+};
+
+inline constexpr StepLaneMap step_lane_map = [] {
+  StepLaneMap map{};
+  float scale = 1.0f;
+  for (Eigen::Index k = 0; k < 8; ++k, scale /= 16.0f) {
+    for (Eigen::Index l = 0; l < 16; ++l) {
+      const auto i = static_cast<std::size_t>(16 * k + l);
+      map.column[i] = static_cast<std::uint8_t>(step_column(l, k));
+      map.scale[i] = scale;
+    }
+  }
+  return map;
+}();
+
 // Below this largest |x|, x·16^−7 would leave float's normal range and lose
 // bits; such products take the kernel that decodes weights instead.
 inline constexpr float int4_step_lanes_min_magnitude = 0x1p-60f;
@@ -41,17 +64,16 @@ inline constexpr float int4_step_lanes_min_magnitude = 0x1p-60f;
 inline Int4StepLanes lay_out_int4_step_lanes(const float* x, Eigen::Index cols, Eigen::Index group_size) {
   Int4StepLanes out;
   if (cols % int4_step != 0 || !int4_steps_fit(group_size)) return out;
-  float largest = 0.0f;
-  for (Eigen::Index c = 0; c < cols; ++c) largest = std::max(largest, std::abs(x[c]));
+  // NaNs are skipped, as std::max(largest, |x|) skips them.
+  const float largest = Eigen::Map<const Eigen::ArrayXf>(x, cols).abs().maxCoeff<Eigen::PropagateNumbers>();
   if (largest != 0.0f && largest < int4_step_lanes_min_magnitude) return out;
   out.steps = cols / int4_step;
   out.lanes.resize(static_cast<std::size_t>(cols));
   for (Eigen::Index s = 0; s < out.steps; ++s) {
-    for (Eigen::Index k = 0; k < 8; ++k) {
-      const float scale = std::ldexp(1.0f, static_cast<int>(-4 * k));
-      for (Eigen::Index l = 0; l < 16; ++l) {
-        out.lanes[static_cast<std::size_t>(int4_step * s + 16 * k + l)] = x[int4_step * s + step_column(l, k)] * scale;
-      }
+    const float* step_x = x + int4_step * s;
+    float* lanes = out.lanes.data() + int4_step * s;
+    for (std::size_t i = 0; i < step_lane_map.column.size(); ++i) {
+      lanes[i] = step_x[step_lane_map.column[i]] * step_lane_map.scale[i];
     }
   }
   return out;
