@@ -64,7 +64,7 @@ inline constexpr float int4_step_lanes_min_magnitude = 0x1p-60f;
 inline Int4StepLanes lay_out_int4_step_lanes(const float* x, Eigen::Index cols, Eigen::Index group_size) {
   Int4StepLanes out;
   if (cols % int4_step != 0 || !int4_steps_fit(group_size)) return out;
-  // NaNs are skipped, as std::max(largest, |x|) skips them.
+  // NaNs do not count (PropagateNumbers): x with a NaN still takes this layout, and its products come out NaN.
   const float largest = Eigen::Map<const Eigen::ArrayXf>(x, cols).abs().maxCoeff<Eigen::PropagateNumbers>();
   if (largest != 0.0f && largest < int4_step_lanes_min_magnitude) return out;
   out.steps = cols / int4_step;
