@@ -111,7 +111,7 @@ TEST_CASE("activations are rounded per group to int8 with scale max|x|/127") {
                        "int8 activations: group size 32 does not split 48 activations (at most 65536)", Error);
 }
 
-TEST_CASE("the activation buffers the kernels load a step at a time start on a cache line") {
+TEST_CASE("the weights and activation buffers the kernels load a step at a time start on a cache line") {
   const auto on_cache_line = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 64 == 0; };
   std::mt19937 engine(5);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -128,6 +128,12 @@ TEST_CASE("the activation buffers the kernels load a step at a time start on a c
     const auto lanes = quant::detail::lay_out_int4_step_lanes(x.data(), static_cast<Eigen::Index>(cols), 64);
     REQUIRE(lanes.steps > 0);
     CHECK(on_cache_line(lanes.lanes.data()));
+    model::Matrix weight(3, static_cast<Eigen::Index>(cols));
+    for (Eigen::Index i = 0; i < weight.size(); ++i) weight.data()[i] = normal(engine);
+    for (const Format format : {Format::f32, Format::f16, Format::int8, Format::int4}) {
+      CAPTURE(quant::format_name(format));
+      CHECK(on_cache_line(QuantizedMatrix::quantize(weight, format).data().data()));
+    }
   }
 }
 

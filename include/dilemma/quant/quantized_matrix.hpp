@@ -40,6 +40,7 @@
 
 #include "dilemma/error.hpp"
 #include "dilemma/model/matrix.hpp"
+#include "dilemma/quant/detail/cache_line_vector.hpp"
 #include "dilemma/quant/format.hpp"
 
 namespace dilemma::quant {
@@ -481,10 +482,12 @@ class QuantizedMatrix {
   Eigen::Index rows_ = 0;
   Eigen::Index cols_ = 0;
   // Exactly one of these holds the weights, the one of format_.
-  std::vector<float> f32_;
-  std::vector<std::uint16_t> f16_;
-  std::vector<std::int8_t> int8_;
-  std::vector<std::uint8_t> int4_;
+  // The weights the kernels stream, 64 bytes per load: on cache lines, as the
+  // activations they meet (detail/cache_line_vector.hpp).
+  detail::CacheLineVector<float> f32_;
+  detail::CacheLineVector<std::uint16_t> f16_;
+  detail::CacheLineVector<std::int8_t> int8_;
+  detail::CacheLineVector<std::uint8_t> int4_;
   std::vector<float> scales_;
   std::vector<float> offsets_;
 };
