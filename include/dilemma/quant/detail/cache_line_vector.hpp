@@ -1,10 +1,11 @@
 #pragma once
 // A std::vector whose data starts on a cache line, for the buffers the SIMD
-// kernels read with full-width loads on every step (activation codes and
-// lanes). std::vector's storage is only 16-byte aligned, so every 64-byte load
-// from it straddled two lines; on the project's Zen 5 host aligning them made
-// the int4 × int8 GEMV of fc2 about 1.2 times faster from DRAM
-// (docs/performance.md, "A Zen 5 host"). Not
+// kernels read with full-width loads on every step (the weights, activation
+// codes and lanes). std::vector's storage is only 16-byte aligned, so every
+// 64-byte load from it straddled two lines; on the project's Zen 5 host
+// aligning the activations made the int4 × int8 GEMV of fc2 about 1.2 times
+// faster from DRAM, and aligning the weights too added up to 8 points of the
+// bandwidth (docs/performance.md, "A Zen 5 host"). Not
 // Eigen::aligned_allocator: its alignment is EIGEN_MAX_ALIGN_BYTES, which
 // follows the compiler flags of the including program (16 bytes without
 // -mavx512f), while the kernels pick AVX-512 at run time.
