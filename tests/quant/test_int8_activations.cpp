@@ -167,7 +167,9 @@ TEST_CASE("int8-activation kernels compute Ŵ·x̂ exactly per group, for every 
       // The AVX-512 int4 kernel's 128-column steps with groups of 32 or 64 run in chunks of the
       // most steps (8, 4, 2 or 1) that divide a row's: 3, 9, 17 and 37 groups give 0, 2, 4 and 9
       // steps of groups of 32, and 1, 4, 8 and 18 of groups of 64, each with columns left over.
-      for (Eigen::Index groups : {1, 2, 3, 9, 17, 37}) {
+      // Rows of one chunk of up to four steps and no columns left over have a kernel of their own:
+      // 4 and 8 groups of 32 (one and two steps), 2, 4 and 8 groups of 64 (one, two and four).
+      for (Eigen::Index groups : {1, 2, 3, 4, 8, 9, 17, 37}) {
         const Eigen::Index cols = groups * c.scheme.group_size;
         CAPTURE(describe(c));
         CAPTURE(rows);

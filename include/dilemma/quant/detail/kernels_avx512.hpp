@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 #include <Eigen/Core>
 
@@ -721,6 +722,51 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI __attribute__((always_inline)) inline void int4
   }
 }
 
+// Rows of one chunk of at most four steps (lm_head's 512 columns: four steps,
+// eight groups of 64): the codes, their scales and their sums are the same for
+// every row, so they stay in registers and a row costs its steps and a few
+// operations more. The general kernel below reloads them per chunk, which for
+// such rows took about as many instructions around the steps as in them. At
+// eight steps (1024 columns) the sixteen code registers made it slower than
+// the general kernel, which reads the codes as memory operands.
+template <bool Asymmetric, int GroupsPerStep, int Steps>
+DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_one_chunk(const WeightView& w,
+                                                                               const Int4StepCodes& codes,
+                                                                               RowSums& sums, Eigen::Index begin,
+                                                                               Eigen::Index end, RowPrefetch prefetch) {
+  static_assert(GroupsPerStep * Steps <= int4_step_group_chunk);
+  const __mmask16 in_row = tail_mask(GroupsPerStep * Steps);
+  __m512i low_codes[Steps];
+  __m512i high_codes[Steps];
+  for (int k = 0; k < Steps; ++k) {
+    low_codes[k] = _mm512_loadu_si512(codes.low.data() + 64 * k);
+    high_codes[k] = _mm512_loadu_si512(codes.high.data() + 64 * k);
+  }
+  const __m512 code_scale = _mm512_maskz_loadu_ps(in_row, codes.scale.data());
+  // The symmetric offsets' −8 (as in the kernel below) folded into the code sums.
+  const __m512 scaled_sum =
+      _mm512_mul_ps(_mm512_maskz_loadu_ps(in_row, codes.scaled_sum.data()), _mm512_set1_ps(Asymmetric ? 1.0f : -8.0f));
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
+  Int4RowBlock block(w, begin);
+  for (Eigen::Index r = begin; r < end; ++r, block.advance(1, row_bytes, groups)) {
+    const __m512 weight_scale = _mm512_maskz_loadu_ps(in_row, block.scales);
+    const __m512 group_scale = _mm512_mul_ps(weight_scale, code_scale);
+    const __m512 offset = Asymmetric ? _mm512_maskz_loadu_ps(in_row, block.offsets) : weight_scale;
+    __m512 total = _mm512_mul_ps(offset, scaled_sum);
+    [&]<int... K>(std::integer_sequence<int, K...>) DILEMMA_QUANT_TARGET_AVX512_VNNI {
+      ((prefetch_rows<1>(prefetch, r, 64 * K),
+        total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(int4_step_dot(_mm512_setzero_si512(),
+                                                                 load_step_bytes(block.packed + 64 * K),
+                                                                 low_codes[K], high_codes[K], nibble)),
+                                _mm512_permutexvar_ps(step_lane_groups<K, GroupsPerStep>(), group_scale), total)),
+       ...);
+    }(std::make_integer_sequence<int, Steps>{});
+    sums.add(total);
+  }
+  return end;
+}
+
 // Groups of 32 or 64 columns: the group scales are formed a chunk of
 // StepsPerChunk steps (with_whole_chunks) at a time, and vpermps hands each
 // step's lanes theirs. The steps here, the groups after the last whole step by
@@ -735,6 +781,11 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_small_group
     Eigen::Index end, RowPrefetch prefetch) {
   constexpr Eigen::Index groups_per_chunk = GroupsPerStep * StepsPerChunk;
   static_assert(groups_per_chunk <= int4_step_group_chunk);
+  if constexpr (Rows == 1 && StepsPerChunk <= 4) {
+    if (codes.steps == StepsPerChunk && w.groups() == groups_per_chunk) {
+      return gemv_int4_steps_one_chunk<Asymmetric, GroupsPerStep, StepsPerChunk>(w, codes, sums, begin, end, prefetch);
+    }
+  }
   const __mmask16 in_chunk = tail_mask(groups_per_chunk);
   const __m512 offset_factor = _mm512_set1_ps(Asymmetric ? 1.0f : -8.0f);  // see the end of a block
   const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
