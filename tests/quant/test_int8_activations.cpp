@@ -132,7 +132,7 @@ TEST_CASE("the weights and activation buffers the kernels load a step at a time 
     for (Eigen::Index i = 0; i < weight.size(); ++i) weight.data()[i] = normal(engine);
     for (const Format format : {Format::f32, Format::f16, Format::int8, Format::int4}) {
       CAPTURE(quant::format_name(format));
-      CHECK(on_cache_line(QuantizedMatrix::quantize(weight, format).data().data()));
+      CHECK(on_cache_line(QuantizedMatrix::quantize(weight, format).storage().data()));
     }
   }
 }

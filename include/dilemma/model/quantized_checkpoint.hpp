@@ -12,10 +12,12 @@
 #include <cstddef>
 #include <filesystem>
 #include <fstream>
+#include <list>
 #include <map>
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -111,6 +113,17 @@ inline void save_quantized_checkpoint(const std::filesystem::path& dir, const Op
   std::optional<std::string> group_size_source;
   std::optional<std::string> asymmetry_source;
   std::vector<io::TensorToWrite> tensors;
+  // The quantized tensors in the checkpoint's layout, which the matrices hand
+  // out as copies (quant::QuantizedMatrix keeps a row's codes and scales
+  // together in memory); a list, so that `tensors` may point into its elements.
+  std::list<std::vector<std::byte>> copies;
+  auto keep = [&copies](std::vector<std::byte> bytes) {
+    return std::span<const std::byte>(copies.emplace_back(std::move(bytes)));
+  };
+  auto keep_floats = [&keep](const std::vector<float>& values) {
+    const auto bytes = std::as_bytes(std::span(values));
+    return keep({bytes.begin(), bytes.end()});
+  };
   for (const Stage* stage : ordered) {
     metadata.stages.emplace(stage->index(), stage->format());
     const auto layout = detail::stage_tensors(config, stage->index(), prefix);
@@ -129,7 +142,7 @@ inline void save_quantized_checkpoint(const std::filesystem::path& dir, const Op
       if (expected.matrix == "lm_head" && lm_head_is_embedding) continue;
       const quant::Format format = weight.format();
       tensors.push_back({expected.module + ".weight", detail::stored_dtype(format),
-                         detail::stored_shape(format, weight.rows(), weight.cols()), weight.data()});
+                         detail::stored_shape(format, weight.rows(), weight.cols()), keep(weight.data())});
       if (!quant::is_integer_format(format)) continue;
       // One scheme per file: every integer matrix has its group size, every
       // int4 matrix its asymmetry (which int8 does not have).
@@ -154,9 +167,9 @@ inline void save_quantized_checkpoint(const std::filesystem::path& dir, const Op
         }
       }
       const std::vector<std::int64_t> groups = {weight.rows(), weight.groups_per_row()};
-      tensors.push_back({expected.module + ".scales", io::DType::f32, groups, std::as_bytes(weight.scales())});
+      tensors.push_back({expected.module + ".scales", io::DType::f32, groups, keep_floats(weight.scales())});
       if (quant::has_offsets(format, weight.scheme())) {
-        tensors.push_back({expected.module + ".offsets", io::DType::f32, groups, std::as_bytes(weight.offsets())});
+        tensors.push_back({expected.module + ".offsets", io::DType::f32, groups, keep_floats(weight.offsets())});
       }
     }
     detail::add_float_tensors(*stage, prefix, tensors);

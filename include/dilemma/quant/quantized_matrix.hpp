@@ -19,6 +19,11 @@
 //         mask and one shift. A nibble holds u = q + 8 for symmetric int4
 //         (q ∈ [-8, 7]) and the code u ∈ [0, 15] itself for asymmetric int4.
 //   scales, offsets: float32 [rows × cols/group_size], row-major.
+// That is the checkpoint's layout, which data(), scales() and offsets() return.
+// In memory an integer matrix keeps one record per row instead, rows back to
+// back: the row's scales, then (asymmetric int4) its offsets, then its codes
+// as above. A GEMV then reads one stream from DRAM, not a stream of codes and
+// another of scales (docs/performance.md, "Scales beside their codes").
 //
 // Round-to-nearest (quantize()) uses the symmetric ranges [-127, 127] and
 // [-7, 7], so that the largest magnitude of a group is exact with either sign;
@@ -44,6 +49,10 @@
 #include "dilemma/quant/format.hpp"
 
 namespace dilemma::quant {
+
+namespace detail {
+struct WeightView;
+}  // namespace detail
 
 // Integer group sizes must be multiples of the int4 block, so that no block
 // straddles two groups and every row is a whole number of blocks.
@@ -221,13 +230,8 @@ class QuantizedMatrix {
                               range.max, format_name(format));
       }
     }
-    if (format == Format::int8) {
-      q.int8_.assign(codes.begin(), codes.end());
-    } else {
-      q.int4_.assign(q.element_count() / 2, 0);
-      for (Eigen::Index r = 0; r < rows; ++r) {
-        for (Eigen::Index c = 0; c < cols; ++c) q.set_int4(r, c, codes[static_cast<std::size_t>(r * cols + c)]);
-      }
+    for (Eigen::Index r = 0; r < rows; ++r) {
+      for (Eigen::Index c = 0; c < cols; ++c) q.set_code(r, c, codes[static_cast<std::size_t>(r * cols + c)]);
     }
     return q;
   }
@@ -256,13 +260,13 @@ class QuantizedMatrix {
         std::memcpy(q.f16_.data(), data.data(), data.size());
         break;
       case Format::int8:
-        q.int8_.resize(q.element_count());
-        std::memcpy(q.int8_.data(), data.data(), data.size());
+      case Format::int4: {
+        const auto row_bytes = static_cast<std::size_t>(q.code_row_bytes());
+        for (Eigen::Index r = 0; r < rows; ++r) {
+          std::memcpy(q.code_row(r), data.data() + static_cast<std::size_t>(r) * row_bytes, row_bytes);
+        }
         break;
-      case Format::int4:
-        q.int4_.resize(q.element_count() / 2);
-        std::memcpy(q.int4_.data(), data.data(), data.size());
-        break;
+      }
     }
     if (!is_integer_format(format)) {
       std::vector<float> row(static_cast<std::size_t>(cols));
@@ -287,20 +291,44 @@ class QuantizedMatrix {
   Eigen::Index groups_per_row() const { return is_integer_format(format_) ? cols_ / scheme_.group_size : 0; }
 
   // Exact storage: weights, scales and offsets.
-  std::size_t bytes() const { return data_bytes() + (scales_.size() + offsets_.size()) * sizeof(float); }
+  std::size_t bytes() const { return data_bytes() + group_count() * parameters_per_group() * sizeof(float); }
 
-  // The stored weights, laid out as the header comment describes.
-  std::span<const std::byte> data() const {
+  // The stored weights in the checkpoint's layout (the header comment), a copy.
+  std::vector<std::byte> data() const {
+    std::vector<std::byte> out(data_bytes());
+    switch (format_) {
+      case Format::f32: std::memcpy(out.data(), f32_.data(), out.size()); break;
+      case Format::f16: std::memcpy(out.data(), f16_.data(), out.size()); break;
+      case Format::int8:
+      case Format::int4: {
+        const auto row_bytes = static_cast<std::size_t>(code_row_bytes());
+        for (Eigen::Index r = 0; r < rows_; ++r) {
+          std::memcpy(out.data() + static_cast<std::size_t>(r) * row_bytes, code_row(r), row_bytes);
+        }
+        break;
+      }
+    }
+    return out;
+  }
+
+  // Everything the matrix holds in memory (weights, scales, offsets), in its
+  // in-memory layout: e.g. to read it through the caches.
+  std::span<const std::byte> storage() const {
     switch (format_) {
       case Format::f32: return std::as_bytes(std::span(f32_));
       case Format::f16: return std::as_bytes(std::span(f16_));
-      case Format::int8: return std::as_bytes(std::span(int8_));
-      case Format::int4: return std::as_bytes(std::span(int4_));
+      case Format::int8:
+      case Format::int4: return std::as_bytes(std::span(records_));
     }
     return {};
   }
-  std::span<const float> scales() const { return scales_; }
-  std::span<const float> offsets() const { return offsets_; }
+
+  // Scales and offsets [rows × groups_per_row()], row-major, copies; empty
+  // for float formats (and offsets for symmetric formats).
+  std::vector<float> scales() const { return gather_parameters(0); }
+  std::vector<float> offsets() const {
+    return has_offsets(format_, scheme_) ? gather_parameters(1) : std::vector<float>{};
+  }
 
   GroupParams group_params(Eigen::Index row, Eigen::Index group) const {
     if (row < 0 || row >= rows_ || group < 0 || group >= groups_per_row()) {
@@ -369,15 +397,55 @@ class QuantizedMatrix {
     detail::check_shape(rows, cols, format, scheme, name);
   }
 
+  friend struct detail::WeightView;
+
+  // ---- the row records of integer formats (the header comment) ----
+
+  // Bytes of one row's codes: a multiple of 16, as cols is of the int4 block.
+  Eigen::Index code_row_bytes() const { return format_ == Format::int4 ? cols_ / 2 : cols_; }
+  // Floats per group in a record: a scale, and an offset for asymmetric int4.
+  std::size_t parameters_per_group() const {
+    if (!is_integer_format(format_)) return 0;
+    return has_offsets(format_, scheme_) ? 2 : 1;
+  }
+  // Floats from one row's record to the next.
+  Eigen::Index record_floats() const {
+    return code_row_bytes() / 4 + groups_per_row() * static_cast<Eigen::Index>(parameters_per_group());
+  }
+  // Row r's scales, then its offsets, then its codes. The records are floats,
+  // which the codes' bytes may alias (unsigned char, as memcpy does).
+  std::uint8_t* code_row(Eigen::Index r) { return reinterpret_cast<std::uint8_t*>(parameters(r, parameters_per_group())); }
+  const std::uint8_t* code_row(Eigen::Index r) const {
+    return reinterpret_cast<const std::uint8_t*>(parameters(r, parameters_per_group()));
+  }
+  // Parameter `which` (0: scale, 1: offset) of row r's groups.
+  float* parameters(Eigen::Index r, std::size_t which) {
+    return records_.data() + r * record_floats() + static_cast<Eigen::Index>(which) * groups_per_row();
+  }
+  const float* parameters(Eigen::Index r, std::size_t which) const {
+    return records_.data() + r * record_floats() + static_cast<Eigen::Index>(which) * groups_per_row();
+  }
+  void allocate_records() { records_.assign(static_cast<std::size_t>(rows_ * record_floats()), 0.0f); }
+
+  std::vector<float> gather_parameters(std::size_t which) const {
+    std::vector<float> out;
+    if (!is_integer_format(format_)) return out;
+    out.reserve(group_count());
+    for (Eigen::Index r = 0; r < rows_; ++r) {
+      const float* row = parameters(r, which);
+      out.insert(out.end(), row, row + groups_per_row());
+    }
+    return out;
+  }
+
   GroupParams stored_params(Eigen::Index row, Eigen::Index group) const {
-    const auto index = static_cast<std::size_t>(row * groups_per_row() + group);
-    return {scales_[index], offsets_.empty() ? 0.0f : offsets_[index]};
+    return {parameters(row, 0)[group], has_offsets(format_, scheme_) ? parameters(row, 1)[group] : 0.0f};
   }
 
   int stored_code(Eigen::Index row, Eigen::Index col) const {
-    if (format_ == Format::int8) return int8_[static_cast<std::size_t>(row * cols_ + col)];
+    if (format_ == Format::int8) return static_cast<std::int8_t>(code_row(row)[col]);
     const auto [byte, shift] = detail::int4_position(col);
-    const int nibble = (int4_[static_cast<std::size_t>(row * cols_ / 2 + byte)] >> shift) & 0xF;
+    const int nibble = (code_row(row)[byte] >> shift) & 0xF;
     return scheme_.int4_asymmetric ? nibble : nibble - 8;
   }
 
@@ -418,14 +486,23 @@ class QuantizedMatrix {
       const auto group = static_cast<Eigen::Index>(i) % groups_per_row();
       detail::check_params({scales[i], offsets.empty() ? 0.0f : offsets[i]}, name, row, group);
     }
-    scales_.assign(scales.begin(), scales.end());
-    offsets_.assign(offsets.begin(), offsets.end());
+    allocate_records();
+    for (std::size_t i = 0; i < expected; ++i) {
+      const auto row = static_cast<Eigen::Index>(i) / groups_per_row();
+      const auto group = static_cast<Eigen::Index>(i) % groups_per_row();
+      parameters(row, 0)[group] = scales[i];
+      if (!offsets.empty()) parameters(row, 1)[group] = offsets[i];
+    }
   }
 
-  void set_int4(Eigen::Index row, Eigen::Index col, int code) {
+  void set_code(Eigen::Index row, Eigen::Index col, int code) {
+    if (format_ == Format::int8) {
+      code_row(row)[col] = static_cast<std::uint8_t>(static_cast<std::int8_t>(code));
+      return;
+    }
     const auto [byte, shift] = detail::int4_position(col);
     const int nibble = scheme_.int4_asymmetric ? code : code + 8;
-    std::uint8_t& packed = int4_[static_cast<std::size_t>(row * cols_ / 2 + byte)];
+    std::uint8_t& packed = code_row(row)[byte];
     packed = static_cast<std::uint8_t>((packed & ~(0xF << shift)) | (nibble << shift));
   }
 
@@ -447,13 +524,7 @@ class QuantizedMatrix {
   void quantize_rtn(const model::Matrix& weight, std::string_view name) {
     const Eigen::Index groups = groups_per_row();
     const Eigen::Index size = scheme_.group_size;
-    scales_.resize(group_count());
-    if (has_offsets(format_, scheme_)) offsets_.resize(group_count());
-    if (format_ == Format::int8) {
-      int8_.resize(element_count());
-    } else {
-      int4_.assign(element_count() / 2, 0);
-    }
+    allocate_records();
     for (Eigen::Index r = 0; r < rows_; ++r) {
       for (Eigen::Index g = 0; g < groups; ++g) {
         const std::span<const float> group(weight.row(r).data() + g * size, static_cast<std::size_t>(size));
@@ -461,17 +532,10 @@ class QuantizedMatrix {
         if (!std::isfinite(params.scale)) {
           dilemma::detail::fail("{}: row {} group {} spans a range too wide for a float32 scale", name, r, g);
         }
-        const auto index = static_cast<std::size_t>(r * groups + g);
-        scales_[index] = params.scale;
-        if (!offsets_.empty()) offsets_[index] = params.offset;
+        parameters(r, 0)[g] = params.scale;
+        if (has_offsets(format_, scheme_)) parameters(r, 1)[g] = params.offset;
         for (Eigen::Index i = 0; i < size; ++i) {
-          const int code = quantize_value(format_, scheme_, group[static_cast<std::size_t>(i)], params);
-          const Eigen::Index c = g * size + i;
-          if (format_ == Format::int8) {
-            int8_[static_cast<std::size_t>(r * cols_ + c)] = static_cast<std::int8_t>(code);
-          } else {
-            set_int4(r, c, code);
-          }
+          set_code(r, g * size + i, quantize_value(format_, scheme_, group[static_cast<std::size_t>(i)], params));
         }
       }
     }
@@ -481,15 +545,13 @@ class QuantizedMatrix {
   QuantScheme scheme_;
   Eigen::Index rows_ = 0;
   Eigen::Index cols_ = 0;
-  // Exactly one of these holds the weights, the one of format_.
-  // The weights the kernels stream, 64 bytes per load: on cache lines, as the
-  // activations they meet (detail/cache_line_vector.hpp).
+  // Exactly one of these holds the weights: f32_ or f16_ for the float
+  // formats, records_ for the integer ones. The kernels stream them 64 bytes
+  // per load: on cache lines, as the activations they meet
+  // (detail/cache_line_vector.hpp).
   detail::CacheLineVector<float> f32_;
   detail::CacheLineVector<std::uint16_t> f16_;
-  detail::CacheLineVector<std::int8_t> int8_;
-  detail::CacheLineVector<std::uint8_t> int4_;
-  std::vector<float> scales_;
-  std::vector<float> offsets_;
+  detail::CacheLineVector<float> records_;
 };
 
 }  // namespace dilemma::quant

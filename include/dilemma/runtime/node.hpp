@@ -142,8 +142,7 @@ class Node {
     speed_ = deployment_.cluster.servers.at(self_).speed_factor;
     for (const model::Stage& stage : stages_) {
       for (const model::ConstNamedMatrix& matrix : stage.matrices()) {
-        weights_.push_back(matrix.weight->data());
-        weights_.push_back(std::as_bytes(matrix.weight->scales()));
+        weights_.push_back(matrix.weight->storage());
       }
     }
   }

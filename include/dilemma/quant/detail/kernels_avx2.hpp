@@ -193,9 +193,8 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int4_lane_rows(const WeightView& w, c
   const RowPrefetch prefetch(w);
   const Eigen::Index halves = 2 * x.steps, groups = w.groups();
   const Eigen::Index halves_per_group = GroupCols == 0 ? w.group_size / 64 : 1;
-  const Eigen::Index row_bytes = w.row_bytes();
   Int4RowBlock block(w, begin);
-  for (Eigen::Index r = begin; r < end; ++r, block.advance(1, row_bytes, groups)) {
+  for (Eigen::Index r = begin; r < end; ++r, block.advance(1, w.stride)) {
     const std::uint8_t* row = block.packed;
     const float* scales = block.scales;
     __m256 total = _mm256_setzero_ps(), dot = _mm256_setzero_ps();

@@ -411,9 +411,8 @@ DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4_lanes_small_groups(const Weigh
   static_assert(groups_per_chunk <= int4_step_group_chunk);
   const __mmask16 in_chunk = tail_mask(groups_per_chunk);
   const NibbleMasks nibbles;
-  const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
   Int4LaneChunk chunk{nullptr, nullptr, nibbles.masks, RowPrefetch(w), begin, 0};
-  for (Int4RowBlock block(w, begin); chunk.r < end; ++chunk.r, block.advance(1, row_bytes, groups)) {
+  for (Int4RowBlock block(w, begin); chunk.r < end; ++chunk.r, block.advance(1, w.stride)) {
     __m512 total = _mm512_setzero_ps(), offset_total = _mm512_setzero_ps();
     for (Eigen::Index s = 0; s < x.steps; s += StepsPerChunk) {
       const Eigen::Index first_group = s * GroupsPerStep;
@@ -435,11 +434,10 @@ template <bool Asymmetric>
 DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4_lanes_large_groups(const WeightView& w, const Int4StepLanes& x,
                                                                      const float* group_sums, RowSums& sums,
                                                                      Eigen::Index begin, Eigen::Index end) {
-  const Eigen::Index steps_per_group = w.group_size / int4_step;
+  const Eigen::Index steps_per_group = w.group_size / int4_step, groups = w.groups();
   const NibbleMasks nibbles;
-  const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
   Int4LaneChunk chunk{nullptr, nullptr, nibbles.masks, RowPrefetch(w), begin, 0};
-  for (Int4RowBlock block(w, begin); chunk.r < end; ++chunk.r, block.advance(1, row_bytes, groups)) {
+  for (Int4RowBlock block(w, begin); chunk.r < end; ++chunk.r, block.advance(1, w.stride)) {
     __m512 total = _mm512_setzero_ps();
     float offset_total = 0.0f;
     for (Eigen::Index g = 0, s = 0; g < groups; ++g) {
@@ -637,7 +635,7 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int8_weights_biased(co
                                                                               Eigen::Index end, RowPrefetch prefetch) {
   using V = ByteVector<Bits>;
   const auto top_bits = V::top_bits();
-  const Eigen::Index cols = w.cols, groups = w.groups();
+  const Eigen::Index stride = w.stride, parameter_stride = w.parameter_stride(), groups = w.groups();
   Eigen::Index r0 = begin;
   for (; r0 + Rows <= end; r0 += Rows) {
     const std::int8_t* const weights = w.int8_row(r0);
@@ -654,11 +652,11 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int8_weights_biased(co
         if (c % 64 == 0) prefetch_rows<Rows>(prefetch, r0, c);
         const auto codes = V::load(x.codes.data() + c);
         for (int i = 0; i < Rows; ++i) {
-          dot[i] = V::dot(dot[i], V::flip(V::load(weights + i * cols + c), top_bits), codes);
+          dot[i] = V::dot(dot[i], V::flip(V::load(weights + i * stride + c), top_bits), codes);
         }
       }
       for (int i = 0; i < Rows; ++i) {
-        total[i] = V::scale_add(dot[i], scales[i * groups + g] * x.scales[group], total[i]);
+        total[i] = V::scale_add(dot[i], scales[i * parameter_stride + g] * x.scales[group], total[i]);
       }
     }
     for (int i = 0; i < Rows; ++i) sums.add(V::widen(total[i]));
@@ -695,7 +693,7 @@ struct Int4ChunkSteps {
   const std::uint8_t* bytes;  // the first row's 64 bytes at the chunk's first step
   const std::int8_t* low_codes;
   const std::int8_t* high_codes;
-  Eigen::Index row_bytes;
+  Eigen::Index stride;  // bytes from one row to the next
   __m512i nibble;             // 0x0F in every byte
   __m512 group_scale[Rows];  // per row, the chunk's 16 group scales times the activation scales
   RowPrefetch prefetch;
@@ -713,7 +711,7 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI __attribute__((always_inline)) inline void int4
     const __m512i high_codes = _mm512_loadu_si512(chunk.high_codes + 64 * K);
     for (int i = 0; i < Rows; ++i) {
       const __m512i dot = int4_step_dot(_mm512_setzero_si512(),
-                                        load_step_bytes(chunk.bytes + 64 * K + i * chunk.row_bytes), low_codes,
+                                        load_step_bytes(chunk.bytes + 64 * K + i * chunk.stride), low_codes,
                                         high_codes, chunk.nibble);
       total[i] =
           _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(lane_group, chunk.group_scale[i]), total[i]);
@@ -747,9 +745,8 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_one_chunk(c
   const __m512 scaled_sum =
       _mm512_mul_ps(_mm512_maskz_loadu_ps(in_row, codes.scaled_sum.data()), _mm512_set1_ps(Asymmetric ? 1.0f : -8.0f));
   const __m512i nibble = _mm512_set1_epi8(0x0F);
-  const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
   Int4RowBlock block(w, begin);
-  for (Eigen::Index r = begin; r < end; ++r, block.advance(1, row_bytes, groups)) {
+  for (Eigen::Index r = begin; r < end; ++r, block.advance(1, w.stride)) {
     const __m512 weight_scale = _mm512_maskz_loadu_ps(in_row, block.scales);
     const __m512 group_scale = _mm512_mul_ps(weight_scale, code_scale);
     const __m512 offset = Asymmetric ? _mm512_maskz_loadu_ps(in_row, block.offsets) : weight_scale;
@@ -788,12 +785,12 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_small_group
   }
   const __mmask16 in_chunk = tail_mask(groups_per_chunk);
   const __m512 offset_factor = _mm512_set1_ps(Asymmetric ? 1.0f : -8.0f);  // see the end of a block
-  const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
+  const Eigen::Index stride = w.stride, parameter_stride = w.parameter_stride(), groups = w.groups();
   const Eigen::Index tail_group = codes.steps * GroupsPerStep;
   Int4ChunkSteps<Rows> chunk{.bytes = nullptr,
                              .low_codes = nullptr,
                              .high_codes = nullptr,
-                             .row_bytes = row_bytes,
+                             .stride = stride,
                              .nibble = _mm512_set1_epi8(0x0F),
                              .group_scale = {},
                              .prefetch = prefetch,
@@ -802,7 +799,7 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_small_group
   // In a register: GCC otherwise builds the constant again in every step.
   asm("" : "+v"(chunk.nibble));
   Int4RowBlock block(w, begin);
-  for (; chunk.r0 + Rows <= end; chunk.r0 += Rows, block.advance(Rows, row_bytes, groups)) {
+  for (; chunk.r0 + Rows <= end; chunk.r0 += Rows, block.advance(Rows, stride)) {
     const auto [packed, scales, offsets] = block;
     __m512 total[Rows];
     __m512 offset_total[Rows];
@@ -813,10 +810,10 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_small_group
       const __m512 code_scale = _mm512_maskz_loadu_ps(in_chunk, codes.scale.data() + first);
       const __m512 scaled_sum = _mm512_maskz_loadu_ps(in_chunk, codes.scaled_sum.data() + first);
       for (int i = 0; i < Rows; ++i) {
-        const __m512 weight_scale = _mm512_maskz_loadu_ps(in_chunk, scales + i * groups + first_group);
+        const __m512 weight_scale = _mm512_maskz_loadu_ps(in_chunk, scales + i * parameter_stride + first_group);
         chunk.group_scale[i] = _mm512_mul_ps(weight_scale, code_scale);
         const __m512 offset =
-            Asymmetric ? _mm512_maskz_loadu_ps(in_chunk, offsets + i * groups + first_group) : weight_scale;
+            Asymmetric ? _mm512_maskz_loadu_ps(in_chunk, offsets + i * parameter_stride + first_group) : weight_scale;
         offset_total[i] = _mm512_fmadd_ps(offset, scaled_sum, offset_total[i]);
       }
       chunk.bytes = packed + 64 * s;
@@ -856,7 +853,7 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_large_group
                                                                                   Eigen::Index end,
                                                                                   RowPrefetch prefetch) {
   const Eigen::Index steps_per_group = w.group_size / int4_step;
-  const Eigen::Index row_bytes = w.row_bytes(), groups = w.groups();
+  const Eigen::Index stride = w.stride, parameter_stride = w.parameter_stride(), groups = w.groups();
   Eigen::Index r0 = begin;
   for (; r0 + Rows <= end; r0 += Rows) {
     const auto [packed, scales, offsets] = Int4RowBlock(w, r0);
@@ -876,14 +873,14 @@ DILEMMA_QUANT_TARGET_AVX512_VNNI inline Eigen::Index gemv_int4_steps_large_group
         const __m512i low_codes = _mm512_loadu_si512(codes.low.data() + 64 * step);
         const __m512i high_codes = _mm512_loadu_si512(codes.high.data() + 64 * step);
         for (int i = 0; i < Rows; ++i) {
-          dot[i] = int4_step_dot(dot[i], load_step_bytes(packed + 64 * s + i * row_bytes), low_codes, high_codes);
+          dot[i] = int4_step_dot(dot[i], load_step_bytes(packed + 64 * s + i * stride), low_codes, high_codes);
         }
       }
       const auto g = static_cast<std::size_t>(group);
       for (int i = 0; i < Rows; ++i) {
-        const float weight_scale = scales[i * groups + group];
+        const float weight_scale = scales[i * parameter_stride + group];
         total[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i]), _mm512_set1_ps(weight_scale * codes.scale[g]), total[i]);
-        const float offset = Asymmetric ? offsets[i * groups + group] : -8.0f * weight_scale;
+        const float offset = Asymmetric ? offsets[i * parameter_stride + group] : -8.0f * weight_scale;
         offset_total[i] = std::fma(offset, codes.scaled_sum[g], offset_total[i]);
       }
     }

@@ -11,18 +11,22 @@ namespace dilemma::quant::detail {
 
 // Where a SIMD kernel prefetches: the rows `ahead` past those it reads
 // (WeightView::prefetch_rows_ahead). A value the kernels keep in registers:
-// read through the view, GCC reloaded the format for row_bytes() after every
+// read through the view, GCC reloaded the format for the row size after every
 // store to the AVX-512 kernels' row sums (an int, as far as it knew, might be
 // the enum).
 struct RowPrefetch {
   const char* data;
-  Eigen::Index row_bytes, rows, ahead;
+  Eigen::Index stride, rows, ahead;
+  // Bytes of each row's record before its weights: an integer row's scales
+  // and offsets (quantized_matrix.hpp), which the kernels read alongside.
+  Eigen::Index parameter_bytes;
 
   explicit RowPrefetch(const WeightView& w)
       : data(static_cast<const char*>(w.data)),
-        row_bytes(w.row_bytes()),
+        stride(w.stride),
         rows(w.rows),
-        ahead(w.prefetch_rows_ahead()) {}
+        ahead(w.prefetch_rows_ahead()),
+        parameter_bytes(w.stride - w.row_bytes()) {}
 };
 
 // Prefetches the cache line at byte `offset` of rows r0 + ahead … r0 + ahead
@@ -36,8 +40,14 @@ struct RowPrefetch {
 template <int Rows>
 __attribute__((always_inline)) inline void prefetch_rows(const RowPrefetch& p, Eigen::Index r0, Eigen::Index offset) {
   if (r0 + p.ahead + Rows > p.rows) return;
-  const char* first = p.data + (r0 + p.ahead) * p.row_bytes + offset;
-  for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * p.row_bytes, 0, 2);
+  const char* first = p.data + (r0 + p.ahead) * p.stride + offset;
+  for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * p.stride, 0, 2);
+  // With a row's first line of weights, the lines of its parameters before them.
+  if (offset == 0) {
+    for (Eigen::Index before = 64; before <= p.parameter_bytes + 63; before += 64) {
+      for (int i = 0; i < Rows; ++i) __builtin_prefetch(first + i * p.stride - before, 0, 2);
+    }
+  }
 }
 
 }  // namespace dilemma::quant::detail

@@ -18,26 +18,44 @@ namespace dilemma::quant::detail {
 // matrix read again for every token of a prefill and so found in cache.
 enum class RowOrder { one_at_a_time, sharing_x };
 
+// Rows lie `stride` bytes apart, and so do the rows' scales and offsets:
+// an integer matrix keeps each row's codes, scales and offsets in one record
+// (quantized_matrix.hpp).
 struct WeightView {
   Format format = Format::f32;
   bool asymmetric = false;
   Eigen::Index rows = 0;
   Eigen::Index cols = 0;
   Eigen::Index group_size = 0;  // integer formats only
-  const void* data = nullptr;
-  const float* scales = nullptr;
-  const float* offsets = nullptr;  // asymmetric int4 only
+  Eigen::Index stride = 0;      // bytes from one row to the next
+  const void* data = nullptr;   // row 0's weights
+  const float* scales = nullptr;   // row 0's scales, integer formats only
+  const float* offsets = nullptr;  // row 0's offsets, asymmetric int4 only
 
   static WeightView of(const QuantizedMatrix& w) {
-    const bool integer = is_integer_format(w.format());
-    return {w.format(),
-            has_offsets(w.format(), w.scheme()),
-            w.rows(),
-            w.cols(),
-            integer ? w.scheme().group_size : 0,
-            w.data().data(),
-            w.scales().data(),
-            w.offsets().data()};
+    WeightView view{.format = w.format(),
+                    .asymmetric = has_offsets(w.format(), w.scheme()),
+                    .rows = w.rows(),
+                    .cols = w.cols()};
+    switch (w.format()) {
+      case Format::f32:
+        view.stride = w.cols() * 4;
+        view.data = w.f32_.data();
+        break;
+      case Format::f16:
+        view.stride = w.cols() * 2;
+        view.data = w.f16_.data();
+        break;
+      case Format::int8:
+      case Format::int4:
+        view.group_size = w.scheme().group_size;
+        view.stride = w.record_floats() * 4;
+        view.data = w.code_row(0);
+        view.scales = w.parameters(0, 0);
+        if (view.asymmetric) view.offsets = w.parameters(0, 1);
+        break;
+    }
+    return view;
   }
 
   Eigen::Index groups() const { return cols / group_size; }
@@ -53,6 +71,9 @@ struct WeightView {
     return 0;
   }
 
+  // Floats from one row's scales (or offsets) to the next row's.
+  Eigen::Index parameter_stride() const { return stride / static_cast<Eigen::Index>(sizeof(float)); }
+
   // How many rows ahead the SIMD kernels prefetch. They work on blocks of
   // rows, reading each row a few bytes at a time: a dozen interleaved short
   // streams that the hardware prefetcher follows too late (int8 and int4
@@ -61,18 +82,17 @@ struct WeightView {
   // restores streaming speed; 8 rows at least, the largest block.
   Eigen::Index prefetch_rows_ahead() const {
     constexpr Eigen::Index distance_bytes = 16 * 1024;
-    const Eigen::Index rows_ahead = (distance_bytes + row_bytes() - 1) / row_bytes();
+    const Eigen::Index rows_ahead = (distance_bytes + stride - 1) / stride;
     return std::max<Eigen::Index>(8, (rows_ahead + 7) / 8 * 8);
   }
 
-  // Pointers into the storage of row r; the storage really holds these types,
-  // data() only exposes it as bytes.
+  // Pointers into the storage of row r.
   const float* f32_row(Eigen::Index r) const { return static_cast<const float*>(data) + r * cols; }
   const std::uint16_t* f16_row(Eigen::Index r) const { return static_cast<const std::uint16_t*>(data) + r * cols; }
-  const std::int8_t* int8_row(Eigen::Index r) const { return static_cast<const std::int8_t*>(data) + r * cols; }
-  const std::uint8_t* int4_row(Eigen::Index r) const { return static_cast<const std::uint8_t*>(data) + r * cols / 2; }
-  const float* scales_row(Eigen::Index r) const { return scales + r * groups(); }
-  const float* offsets_row(Eigen::Index r) const { return offsets + r * groups(); }
+  const std::int8_t* int8_row(Eigen::Index r) const { return static_cast<const std::int8_t*>(data) + r * stride; }
+  const std::uint8_t* int4_row(Eigen::Index r) const { return static_cast<const std::uint8_t*>(data) + r * stride; }
+  const float* scales_row(Eigen::Index r) const { return scales + r * parameter_stride(); }
+  const float* offsets_row(Eigen::Index r) const { return offsets + r * parameter_stride(); }
 
   // The offset of int4 group g of row r in the unsigned-nibble form
   // ŵ = scale · u + offset: symmetric int4 stores u = q + 8, so its offset is −8·scale.
@@ -82,10 +102,9 @@ struct WeightView {
 };
 
 // Where a block of rows starting at r0 keeps its int4 bytes, scales and
-// (asymmetric only) offsets, for the SIMD kernels: one base pointer and a
-// stride per array rather than a pointer per row, because the WeightView
-// accessors divide by the group size and eight row pointers leave GCC too few
-// registers for the loop.
+// (asymmetric only) offsets, for the SIMD kernels: one base pointer per array
+// and the rows' stride rather than a pointer per row, because eight row
+// pointers leave GCC too few registers for the loop.
 struct Int4RowBlock {
   const std::uint8_t* packed;
   const float* scales;
@@ -97,11 +116,11 @@ struct Int4RowBlock {
   // Group g's offset in the block's first row, as WeightView::int4_offset gives it.
   float offset(Eigen::Index g) const { return offsets != nullptr ? offsets[g] : -8.0f * scales[g]; }
 
-  // The block `rows` rows further on.
-  void advance(Eigen::Index rows, Eigen::Index row_bytes, Eigen::Index groups) {
-    packed += rows * row_bytes;
-    scales += rows * groups;
-    if (offsets != nullptr) offsets += rows * groups;
+  // The block `rows` rows further on, rows `stride` bytes apart (WeightView::stride).
+  void advance(Eigen::Index rows, Eigen::Index stride) {
+    packed += rows * stride;
+    scales += rows * stride / static_cast<Eigen::Index>(sizeof(float));
+    if (offsets != nullptr) offsets += rows * stride / static_cast<Eigen::Index>(sizeof(float));
   }
 };
 
