@@ -3,8 +3,11 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <span>
 #include <vector>
 
 #include <Eigen/Core>
@@ -126,6 +129,31 @@ TEST_CASE("bytes() is the exact storage and matches bits_per_weight") {
   CHECK(int4.scales().size() == 4 * 2);
   CHECK(int4.offsets().empty());
   CHECK(int4.bytes() == 256 + 32);
+}
+
+TEST_CASE("in memory, an integer row's scales, offsets and codes are one record, rows back to back") {
+  // The kernels address row r's codes, scales and offsets at r · stride from row 0's (detail::WeightView).
+  const QuantScheme scheme{.group_size = 32, .int4_asymmetric = true};
+  const auto q = QuantizedMatrix::quantize(testing::random_weights(3, 96, 12), Format::int4, scheme);
+  const std::span<const std::byte> storage = q.storage();
+  REQUIRE(storage.size() == q.bytes());
+  const std::size_t record = storage.size() / 3;
+  REQUIRE(record == 3 * 4 + 3 * 4 + 96 / 2);  // 3 scales, 3 offsets, 48 bytes of codes
+  const std::vector<float> scales = q.scales(), offsets = q.offsets();
+  const std::vector<std::byte> codes = q.data();
+  for (std::size_t r = 0; r < 3; ++r) {
+    CAPTURE(r);
+    const std::byte* row = storage.data() + r * record;
+    std::vector<float> parameters(6);
+    std::memcpy(parameters.data(), row, 6 * sizeof(float));
+    CHECK(std::equal(parameters.begin(), parameters.begin() + 3, scales.begin() + 3 * static_cast<std::ptrdiff_t>(r)));
+    CHECK(std::equal(parameters.begin() + 3, parameters.end(), offsets.begin() + 3 * static_cast<std::ptrdiff_t>(r)));
+    CHECK(std::equal(row + 24, row + record, codes.begin() + 48 * static_cast<std::ptrdiff_t>(r)));
+  }
+  const auto f16 = QuantizedMatrix::quantize(testing::random_weights(3, 96, 13), Format::f16);
+  CHECK(f16.storage().size() == f16.bytes());
+  const std::vector<std::byte> f16_data = f16.data();
+  CHECK(std::equal(f16_data.begin(), f16_data.end(), f16.storage().begin()));
 }
 
 TEST_CASE("int4 packs column 32b+j in the low and 32b+16+j in the high nibble of byte 16b+j") {

@@ -414,7 +414,9 @@ class QuantizedMatrix {
   }
   // Row r's scales, then its offsets, then its codes. The records are floats,
   // which the codes' bytes may alias (unsigned char, as memcpy does).
-  std::uint8_t* code_row(Eigen::Index r) { return reinterpret_cast<std::uint8_t*>(parameters(r, parameters_per_group())); }
+  std::uint8_t* code_row(Eigen::Index r) {
+    return reinterpret_cast<std::uint8_t*>(parameters(r, parameters_per_group()));
+  }
   const std::uint8_t* code_row(Eigen::Index r) const {
     return reinterpret_cast<const std::uint8_t*>(parameters(r, parameters_per_group()));
   }
