@@ -49,11 +49,10 @@ const std::vector<ActivationCase> integer_cases = {
 Eigen::MatrixXd rounding_magnitudes(const QuantizedMatrix& q) {
   Eigen::MatrixXd magnitude = q.dequantize().cast<double>().cwiseAbs();
   if (q.format() != Format::int4) return magnitude;
-  const Eigen::Index groups = q.cols() / q.scheme().group_size;
   for (Eigen::Index r = 0; r < q.rows(); ++r) {
     for (Eigen::Index c = 0; c < q.cols(); ++c) {
-      const auto g = static_cast<std::size_t>(r * groups + c / q.scheme().group_size);
-      const double offset = q.scheme().int4_asymmetric ? q.offsets()[g] : -8.0 * q.scales()[g];
+      const quant::GroupParams params = q.group_params(r, c / q.scheme().group_size);
+      const double offset = q.scheme().int4_asymmetric ? params.offset : -8.0 * params.scale;
       magnitude(r, c) += 2 * std::abs(offset);
     }
   }

@@ -323,8 +323,9 @@ class QuantizedMatrix {
     return {};
   }
 
-  // Scales and offsets [rows × groups_per_row()], row-major, copies; empty
-  // for float formats (and offsets for symmetric formats).
+  // Scales and offsets [rows × groups_per_row()], row-major, copies (one
+  // group's: group_params()); empty for float formats (and offsets for
+  // symmetric formats).
   std::vector<float> scales() const { return gather_parameters(0); }
   std::vector<float> offsets() const {
     return has_offsets(format_, scheme_) ? gather_parameters(1) : std::vector<float>{};
