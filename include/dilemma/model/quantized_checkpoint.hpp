@@ -113,9 +113,10 @@ inline void save_quantized_checkpoint(const std::filesystem::path& dir, const Op
   std::optional<std::string> group_size_source;
   std::optional<std::string> asymmetry_source;
   std::vector<io::TensorToWrite> tensors;
-  // The quantized tensors in the checkpoint's layout, which the matrices hand
+  // The integer tensors in the checkpoint's layout, which the matrices hand
   // out as copies (quant::QuantizedMatrix keeps a row's codes and scales
   // together in memory); a list, so that `tensors` may point into its elements.
+  // Float weights are stored in the checkpoint's layout and written in place.
   std::list<std::vector<std::byte>> copies;
   auto keep = [&copies](std::vector<std::byte> bytes) {
     return std::span<const std::byte>(copies.emplace_back(std::move(bytes)));
@@ -142,7 +143,8 @@ inline void save_quantized_checkpoint(const std::filesystem::path& dir, const Op
       if (expected.matrix == "lm_head" && lm_head_is_embedding) continue;
       const quant::Format format = weight.format();
       tensors.push_back({expected.module + ".weight", detail::stored_dtype(format),
-                         detail::stored_shape(format, weight.rows(), weight.cols()), keep(weight.data())});
+                         detail::stored_shape(format, weight.rows(), weight.cols()),
+                         quant::is_integer_format(format) ? keep(weight.data()) : weight.storage()});
       if (!quant::is_integer_format(format)) continue;
       // One scheme per file: every integer matrix has its group size, every
       // int4 matrix its asymmetry (which int8 does not have).
