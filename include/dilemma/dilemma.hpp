@@ -53,6 +53,7 @@
 #include "dilemma/cost/error_table.hpp"
 #include "dilemma/cost/evaluate.hpp"
 #include "dilemma/cost/instance.hpp"
+#include "dilemma/cost/messages.hpp"
 #include "dilemma/cost/model_costs.hpp"
 #include "dilemma/cost/profile.hpp"
 #include "dilemma/cost/profiler.hpp"

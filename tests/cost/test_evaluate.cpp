@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "dilemma/cost/evaluate.hpp"
+#include "dilemma/cost/messages.hpp"
 
 using namespace dilemma;
 using quant::Format;
@@ -124,19 +125,50 @@ TEST_CASE("evaluate reports quantization, and every violated constraint in words
                        "evaluate: model \"m\" stage layer.0 is on server 5, but the cluster has 2 servers", Error);
 }
 
-TEST_CASE("chain_step prices one step of the chain as evaluate does, and needs a link") {
+TEST_CASE("boundary_cost prices one step of the chain as evaluate does, and needs a link") {
   const cost::Instance instance = hand_instance();
   const cost::LinkTable links(instance.cluster);
   const cost::ModelCosts& costs = instance.workloads[0].costs;
   // Into layer.0, A→B: 10 prompt rows (0.001 + 400/1000), then one row in each of the 2 decode steps.
-  const cost::ChainStep into_layer = cost::chain_step(links, costs, 0, 1, 1);
+  const cost::LinkCost into_layer = cost::boundary_cost(links, costs, 0, 1, 1);
   CHECK(into_layer.seconds == doctest::Approx(0.401 + 2 * 0.041).epsilon(1e-14));
   CHECK(into_layer.busy == doctest::Approx(0.4 + 2 * 0.04).epsilon(1e-14));
   // Into the head, B→A: only the last position's row in the prefill.
-  const cost::ChainStep into_head = cost::chain_step(links, costs, 1, 0, 2);
+  const cost::LinkCost into_head = cost::boundary_cost(links, costs, 1, 0, 2);
   CHECK(into_head.seconds == doctest::Approx(3 * 0.041).epsilon(1e-14));
   CHECK(into_head.busy == doctest::Approx(3 * 0.04).epsilon(1e-14));
-  CHECK(cost::chain_step(links, costs, 1, 1, 2).seconds == 0.0);
-  CHECK_THROWS_WITH_AS(cost::chain_step(links, costs, 1, 2, 2),
+  CHECK(cost::boundary_cost(links, costs, 1, 1, 2).seconds == 0.0);
+  CHECK_THROWS_WITH_AS(cost::boundary_cost(links, costs, 1, 2, 2),
                        "cost: no link from node 1 to node 2 for the step into stage 2", Error);
+}
+
+TEST_CASE("link_cost prices a request's messages: once or in every decode step, and not without a link") {
+  cost::Instance instance = hand_instance();
+  const cost::LinkTable links(instance.cluster);
+  const cost::ModelCosts& costs = instance.workloads[0].costs;
+  const std::size_t a = 0, b = 1, user = instance.cluster.user_node();
+  // The prompt, 10 tokens of 4 B, from U to A (100 B/s, 10 ms): one message on the critical path.
+  const auto prompt = cost::link_cost(links, user, a, cost::prompt_message(costs));
+  REQUIRE(prompt);
+  CHECK(prompt->seconds == doctest::Approx(0.01 + 0.4).epsilon(1e-14));
+  CHECK(prompt->busy == doctest::Approx(0.4).epsilon(1e-14));
+  // Three generated tokens to the user occupy the link three times; only the last one's trip counts.
+  const auto tokens = cost::link_cost(links, a, user, cost::generated_tokens_message(costs));
+  REQUIRE(tokens);
+  CHECK(tokens->seconds == doctest::Approx(0.01 + 0.04).epsilon(1e-14));
+  CHECK(tokens->busy == doctest::Approx(3 * 0.04).epsilon(1e-14));
+  // The token fed back from B to A (1000 B/s, 1 ms) holds up each of the 2 decode steps.
+  const auto fed_back = cost::link_cost(links, b, a, cost::fed_back_token_message(costs));
+  REQUIRE(fed_back);
+  CHECK(fed_back->seconds == doctest::Approx(2 * 0.005).epsilon(1e-14));
+  CHECK(fed_back->busy == doctest::Approx(2 * 0.004).epsilon(1e-14));
+  // Nothing on one node; no price without a link, unless no such message is sent.
+  CHECK(cost::link_cost(links, b, b, cost::prompt_message(costs))->seconds == 0.0);
+  CHECK_FALSE(cost::link_cost(links, user, b, cost::prompt_message(costs)));
+  CHECK_FALSE(cost::link_cost(links, b, user, cost::fed_back_token_message(costs)));
+  instance.workloads[0].costs.request.new_tokens = 1;
+  const auto none = cost::link_cost(links, b, user, cost::fed_back_token_message(instance.workloads[0].costs));
+  REQUIRE(none);
+  CHECK(none->seconds == 0.0);
+  CHECK(none->busy == 0.0);
 }

@@ -28,6 +28,7 @@
 #include <fmt/format.h>
 
 #include "dilemma/cost/instance.hpp"
+#include "dilemma/cost/messages.hpp"
 #include "dilemma/edge/units.hpp"
 #include "dilemma/error.hpp"
 #include "dilemma/quant/format.hpp"
@@ -132,8 +133,6 @@ inline Evaluation evaluate(const Instance& instance, std::span<const Assignment>
       }
     }
     const auto decode_steps = static_cast<double>(costs.request.decode_steps());
-    const auto prompt = static_cast<double>(costs.request.prompt_tokens);
-    const auto new_tokens = static_cast<double>(costs.request.new_tokens);
 
     ModelEvaluation evaluation;
     evaluation.servers.resize(server_count);
@@ -159,16 +158,14 @@ inline Evaluation evaluate(const Instance& instance, std::span<const Assignment>
     }
 
     std::map<std::pair<std::size_t, std::size_t>, LinkUse> used;
-    // `messages` messages of `bytes` each per request; one of them is on the
-    // critical path before the first token (in_first_token) or in every
-    // decode step (in_decode_step).
-    auto send = [&](std::size_t from, std::size_t to, double bytes, bool in_first_token, bool in_decode_step,
-                    double messages, const std::string& what) {
-      if (from == to) return;
+    // The decode steps' messages count in decode_step_seconds once per step,
+    // the others in first_token_seconds (messages.hpp).
+    auto send = [&](std::size_t from, std::size_t to, const Message& message, const std::string& what) {
+      if (from == to || message.count == 0.0) return;
       LinkUse& use = used[{from, to}];
       use.from = from;
       use.to = to;
-      const auto seconds = links.transfer_seconds(from, to, bytes);
+      const auto seconds = links.transfer_seconds(from, to, message.bytes);
       if (!seconds) {
         if (std::isfinite(use.busy_seconds)) {  // once per link: the prefill and the decode steps would repeat it
           result.violations.push_back(fmt::format("{}: no link from \"{}\" to \"{}\" for {}", costs.name,
@@ -177,29 +174,21 @@ inline Evaluation evaluate(const Instance& instance, std::span<const Assignment>
         use.first_token_seconds = use.decode_step_seconds = use.busy_seconds = infinity;
         return;
       }
-      if (in_first_token) use.first_token_seconds += *seconds;
-      if (in_decode_step) use.decode_step_seconds += *seconds;
-      use.bytes += messages * bytes;
-      use.busy_seconds += messages * *links.busy_seconds(from, to, bytes);
+      (message.every_decode_step ? use.decode_step_seconds : use.first_token_seconds) += *seconds;
+      use.bytes += message.count * message.bytes;
+      use.busy_seconds += message.count * *links.busy_seconds(from, to, message.bytes);
     };
     const std::size_t first = assignment.front().server;
     const std::size_t last = assignment.back().server;
-    send(user, first, prompt * costs.token_id_bytes, true, false, 1.0, "the prompt");
+    send(user, first, prompt_message(costs), "the prompt");
     for (std::size_t s = 0; s + 1 < stage_count; ++s) {
       const std::string what =
           fmt::format("the activations from stage {} to {}", costs.stages[s].name, costs.stages[s + 1].name);
-      const double rows = static_cast<double>(costs.prefill_rows_into(s + 1));
-      send(assignment[s].server, assignment[s + 1].server, rows * costs.activation_bytes, true, false, 1.0, what);
-      if (decode_steps > 0) {
-        send(assignment[s].server, assignment[s + 1].server, costs.activation_bytes, false, true, decode_steps, what);
-      }
+      send(assignment[s].server, assignment[s + 1].server, prefill_activations_message(costs, s + 1), what);
+      send(assignment[s].server, assignment[s + 1].server, decode_activations_message(costs), what);
     }
-    if (decode_steps > 0) {
-      send(last, first, costs.token_id_bytes, false, true, decode_steps, "the tokens fed back to the embedding");
-    }
-    // Every token goes to the user, but only the last one's trip ends the
-    // request: the earlier ones overlap with the next decode step.
-    send(last, user, costs.token_id_bytes, true, false, new_tokens, "the generated tokens");
+    send(last, first, fed_back_token_message(costs), "the tokens fed back to the embedding");
+    send(last, user, generated_tokens_message(costs), "the generated tokens");
 
     double first_token = 0.0, decode_step = 0.0, compute = 0.0;
     for (std::size_t j = 0; j < server_count; ++j) {

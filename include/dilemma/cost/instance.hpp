@@ -91,26 +91,6 @@ class LinkTable {
   std::vector<std::optional<edge::Link>> links_;
 };
 
-// A request's activations passing from node `from` to node `to` into stage
-// `stage` of its chain: the prompt's rows in the prefill, one row in each
-// decode step. The planners price every step between two servers with it.
-struct ChainStep {
-  double seconds = 0.0;  // on the request's critical path
-  double busy = 0.0;     // the link's occupancy (throughput)
-};
-
-inline ChainStep chain_step(const LinkTable& links, const ModelCosts& costs, std::size_t from, std::size_t to,
-                            std::size_t stage) {
-  if (!links.connected(from, to)) {
-    dilemma::detail::fail("cost: no link from node {} to node {} for the step into stage {}", from, to, stage);
-  }
-  const auto steps = static_cast<double>(costs.request.decode_steps());
-  const double prefill_bytes = static_cast<double>(costs.prefill_rows_into(stage)) * costs.activation_bytes;
-  return {*links.transfer_seconds(from, to, prefill_bytes) +
-              (steps > 0.0 ? steps * *links.transfer_seconds(from, to, costs.activation_bytes) : 0.0),
-          *links.busy_seconds(from, to, prefill_bytes) + steps * *links.busy_seconds(from, to, costs.activation_bytes)};
-}
-
 inline void Instance::validate(const std::string& what) const {
   using dilemma::detail::fail;
   cluster.validate(what + ": cluster");

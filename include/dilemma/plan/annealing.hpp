@@ -28,6 +28,7 @@
 
 #include "dilemma/cost/evaluate.hpp"
 #include "dilemma/cost/instance.hpp"
+#include "dilemma/cost/messages.hpp"
 #include "dilemma/error.hpp"
 #include "dilemma/plan/baselines.hpp"
 #include "dilemma/plan/plan.hpp"
@@ -75,12 +76,11 @@ class AssignmentScorer {
     for (std::size_t m = 0; m < instance.workloads.size(); ++m) {
       const cost::Workload& workload = instance.workloads[m];
       const cost::ModelCosts& costs = workload.costs;
-      const auto steps = static_cast<double>(costs.request.decode_steps());  // ≥ 0: the request is validated
       ModelTables model;
       model.weight = workload.weight;
       model.budget = workload.accuracy_budget;
       double largest_error = 0.0;
-      model.decodes = steps > 0;
+      model.decodes = costs.request.decode_steps() > 0;
       for (std::size_t s = 0; s < costs.stages.size(); ++s) {
         std::vector<CandidateCosts>& stage = model.stages.emplace_back();
         std::vector<std::int32_t>& index = model.index.emplace_back(servers_ * formats, -1);
@@ -92,16 +92,11 @@ class AssignmentScorer {
       }
       model.budget_scale = model.budget > 0.0 ? model.budget : (largest_error > 0.0 ? largest_error : 1.0);
 
-      // One message kind: its seconds on the request's critical path and its
-      // occupancy of the link, per ordered pair of nodes.
-      auto table = [&](double bytes, double critical_repeat, double messages) {
+      // One message kind's cost per ordered pair of nodes.
+      auto table = [&](const cost::Message& message) {
         LinkCosts result(nodes_ * nodes_);
         for (std::size_t a = 0; a < nodes_; ++a) {
-          for (std::size_t b = 0; b < nodes_; ++b) {
-            const auto seconds = links.transfer_seconds(a, b, bytes);
-            if (!seconds) continue;
-            result[a * nodes_ + b] = {critical_repeat * *seconds, messages * *links.busy_seconds(a, b, bytes)};
-          }
+          for (std::size_t b = 0; b < nodes_; ++b) result[a * nodes_ + b] = cost::link_cost(links, a, b, message);
         }
         return result;
       };
@@ -112,17 +107,17 @@ class AssignmentScorer {
         auto found = std::find(model.boundary_rows.begin(), model.boundary_rows.end(), rows);
         if (found == model.boundary_rows.end()) {
           model.boundary_rows.push_back(rows);
-          LinkCosts prefill = table(rows * costs.activation_bytes, 1.0, 1.0);
-          const LinkCosts decode = table(costs.activation_bytes, steps, steps);
+          LinkCosts prefill = table(cost::prefill_activations_message(costs, s + 1));
+          const LinkCosts decode = table(cost::decode_activations_message(costs));
           for (std::size_t k = 0; k < prefill.size(); ++k) prefill[k] = combine(prefill[k], decode[k]);
           model.boundary_tables.push_back(std::move(prefill));
           found = model.boundary_rows.end() - 1;
         }
         model.boundary_table.push_back(static_cast<std::size_t>(found - model.boundary_rows.begin()));
       }
-      model.prompt = table(static_cast<double>(costs.request.prompt_tokens) * costs.token_id_bytes, 1.0, 1.0);
-      model.feedback = table(costs.token_id_bytes, steps, steps);
-      model.tokens_out = table(costs.token_id_bytes, 1.0, static_cast<double>(costs.request.new_tokens));
+      model.prompt = table(cost::prompt_message(costs));
+      model.feedback = table(cost::fed_back_token_message(costs));
+      model.tokens_out = table(cost::generated_tokens_message(costs));
       models_.push_back(std::move(model));
     }
   }
@@ -198,14 +193,11 @@ class AssignmentScorer {
     double memory_bytes = 0.0;
     double error = 0.0;
   };
-  struct LinkCost {
-    double seconds = 0.0;       // on the critical path, per request
-    double busy_seconds = 0.0;  // occupancy, per request
-  };
-  using LinkCosts = std::vector<std::optional<LinkCost>>;
-  static std::optional<LinkCost> combine(const std::optional<LinkCost>& a, const std::optional<LinkCost>& b) {
+  using LinkCosts = std::vector<std::optional<cost::LinkCost>>;
+  static std::optional<cost::LinkCost> combine(const std::optional<cost::LinkCost>& a,
+                                               const std::optional<cost::LinkCost>& b) {
     if (!a || !b) return std::nullopt;
-    return LinkCost{a->seconds + b->seconds, a->busy_seconds + b->busy_seconds};
+    return *a + *b;
   }
   static constexpr std::size_t formats = quant::all_formats.size();
   struct ModelTables {
@@ -232,7 +224,7 @@ class AssignmentScorer {
     completion += cost->seconds;
     if (latency_) return;  // link occupancy only matters to the throughput objective
     if (link_busy_[k] == 0.0) touched_links_.push_back(k);
-    link_busy_[k] += weight * cost->busy_seconds;
+    link_busy_[k] += weight * cost->busy;
   }
 
   bool latency_;

@@ -12,6 +12,7 @@
 // global optimality) or no_plan with the reason.
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <chrono>
 #include <cmath>
@@ -21,6 +22,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -28,6 +30,7 @@
 
 #include "dilemma/cost/evaluate.hpp"
 #include "dilemma/cost/instance.hpp"
+#include "dilemma/cost/messages.hpp"
 #include "dilemma/edge/units.hpp"
 #include "dilemma/error.hpp"
 #include "dilemma/plan/plan.hpp"
@@ -110,7 +113,6 @@ inline Plan uniform_format(const Problem& problem, quant::Format format, std::st
   const cost::ModelCosts& costs = workload.costs;
   const std::size_t n = costs.stages.size();
   const bool throughput = instance.objective == cost::Objective::throughput;
-  const auto steps = static_cast<double>(costs.request.decode_steps());
   const cost::LinkTable links(cluster);
   const std::size_t user = cluster.user_node();
 
@@ -146,25 +148,28 @@ inline Plan uniform_format(const Problem& problem, quant::Format format, std::st
   auto combine = [&](double a, double b) { return throughput ? std::max(a, b) : a + b; };
   // The cost of the chain's step from stage e on j to stage e+1 on k.
   auto boundary = [&](std::size_t e, std::size_t j, std::size_t k) {
-    const cost::ChainStep step = cost::chain_step(links, costs, j, k, e + 1);
+    const cost::LinkCost step = cost::boundary_cost(links, costs, j, k, e + 1);
     return throughput ? step.busy : step.seconds;
   };
   // Prompt in, tokens out and the fed-back token, for a chain from a to k.
   auto ends = [&](std::size_t a, std::size_t k) -> std::optional<double> {
-    if (steps > 0.0 && !links.connected(k, a)) return std::nullopt;
-    const double prompt = static_cast<double>(costs.request.prompt_tokens) * costs.token_id_bytes;
-    if (!throughput) {
-      return *links.transfer_seconds(user, a, prompt) + *links.transfer_seconds(k, user, costs.token_id_bytes) +
-             (steps > 0.0 ? steps * *links.transfer_seconds(k, a, costs.token_id_bytes) : 0.0);
-    }
-    // These three may share a link (when the user sits on a or k), so add per link.
+    const std::array<std::tuple<std::size_t, std::size_t, cost::Message>, 3> messages{{
+        {user, a, cost::prompt_message(costs)},
+        {k, user, cost::generated_tokens_message(costs)},
+        {k, a, cost::fed_back_token_message(costs)},
+    }};
+    double seconds = 0.0;
+    // The three may share a link (when the user sits on a or k), so the loads add per link.
     std::map<std::pair<std::size_t, std::size_t>, double> load;
-    load[{user, a}] += *links.busy_seconds(user, a, prompt);
-    load[{k, user}] +=
-        *links.busy_seconds(k, user, static_cast<double>(costs.request.new_tokens) * costs.token_id_bytes);
-    load[{k, a}] += steps * *links.busy_seconds(k, a, costs.token_id_bytes);
+    for (const auto& [from, to, message] : messages) {
+      const std::optional<cost::LinkCost> price = cost::link_cost(links, from, to, message);
+      if (!price) return std::nullopt;
+      seconds += price->seconds;
+      load[{from, to}] += price->busy;
+    }
+    if (!throughput) return seconds;
     double worst = 0.0;
-    for (const auto& [pair, seconds] : load) worst = std::max(worst, seconds);
+    for (const auto& [pair, busy] : load) worst = std::max(worst, busy);
     return worst;
   };
   auto fits = [&](std::size_t k, std::size_t first, std::size_t last) {
@@ -334,10 +339,9 @@ inline Plan greedy(const Problem& problem) {
         const double busy = detail::busy_seconds(costs, s, p);
         double transfer = 0.0;
         if (s == 0) {
-          transfer =
-              *links.transfer_seconds(user, j, static_cast<double>(costs.request.prompt_tokens) * costs.token_id_bytes);
+          transfer = cost::link_cost(links, user, j, cost::prompt_message(costs))->seconds;
         } else if (previous != j) {
-          transfer = cost::chain_step(links, costs, previous, j, s).seconds;
+          transfer = cost::boundary_cost(links, costs, previous, j, s).seconds;
         }
         const std::pair<double, double> score{throughput ? load[j] + workload.weight * busy : 0.0, busy + transfer};
         if (score < choice_score) {

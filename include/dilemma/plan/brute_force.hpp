@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 
 #include "dilemma/cost/evaluate.hpp"
 #include "dilemma/cost/instance.hpp"
+#include "dilemma/cost/messages.hpp"
 #include "dilemma/error.hpp"
 #include "dilemma/plan/plan.hpp"
 #include "dilemma/plan/problem.hpp"
@@ -90,17 +92,15 @@ class Enumerator {
     return load;
   }
 
-  // Adds a transfer of `bytes` per message, `messages` per request, one of
-  // which (if `critical` > 0) is on the completion's critical path `critical`
-  // times. Returns false without a link.
-  bool transfer(std::size_t from, std::size_t to, double bytes, double critical, double messages, double weight,
-                double& partial) {
-    if (from == to) return true;
-    if (!links_.connected(from, to)) return false;
+  // Adds a request's messages of one kind to the link's load or to the
+  // completion time. Returns false without a link.
+  bool transfer(std::size_t from, std::size_t to, const cost::Message& message, double weight, double& partial) {
+    const std::optional<cost::LinkCost> price = cost::link_cost(links_, from, to, message);
+    if (!price) return false;
     if (throughput_) {
-      link_load_[from * links_.nodes() + to] += weight * messages * *links_.busy_seconds(from, to, bytes);
+      link_load_[from * links_.nodes() + to] += weight * price->busy;
     } else {
-      partial += weight * critical * *links_.transfer_seconds(from, to, bytes);
+      partial += weight * price->seconds;
     }
     return true;
   }
@@ -121,7 +121,6 @@ class Enumerator {
     const cost::ModelCosts& costs = workload.costs;
     const std::size_t last = costs.stages.size() - 1;
     const double weight = workload.weight;
-    const auto steps = static_cast<double>(costs.request.decode_steps());
     const std::size_t previous = s > 0 ? current_[m][s - 1].server : user_;
 
     for (const cost::Placement& placement : position.options) {
@@ -147,18 +146,15 @@ class Enumerator {
         cost += weight * busy;
       }
       if (s == 0) {
-        linked = transfer(user_, j, static_cast<double>(costs.request.prompt_tokens) * costs.token_id_bytes, 1.0, 1.0,
-                          weight, cost);
+        linked = transfer(user_, j, cost::prompt_message(costs), weight, cost);
       } else {
-        const double prefill_bytes = static_cast<double>(costs.prefill_rows_into(s)) * costs.activation_bytes;
-        linked = transfer(previous, j, prefill_bytes, 1.0, 1.0, weight, cost) &&
-                 (steps == 0.0 || transfer(previous, j, costs.activation_bytes, steps, steps, weight, cost));
+        linked = transfer(previous, j, cost::prefill_activations_message(costs, s), weight, cost) &&
+                 transfer(previous, j, cost::decode_activations_message(costs), weight, cost);
       }
       if (linked && s == last) {
         const std::size_t first = s == 0 ? j : current_[m][0].server;
-        linked =
-            (steps == 0.0 || transfer(j, first, costs.token_id_bytes, steps, steps, weight, cost)) &&
-            transfer(j, user_, costs.token_id_bytes, 1.0, static_cast<double>(costs.request.new_tokens), weight, cost);
+        linked = transfer(j, first, cost::fed_back_token_message(costs), weight, cost) &&
+                 transfer(j, user_, cost::generated_tokens_message(costs), weight, cost);
       }
       if (linked && bound(cost) < best_) {
         current_[m][s] = placement;

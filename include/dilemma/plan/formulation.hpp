@@ -45,6 +45,7 @@
 
 #include "dilemma/cost/evaluate.hpp"
 #include "dilemma/cost/instance.hpp"
+#include "dilemma/cost/messages.hpp"
 #include "dilemma/error.hpp"
 #include "dilemma/ilp/cbc_solver.hpp"
 #include "dilemma/ilp/model.hpp"
@@ -255,22 +256,25 @@ class Builder {
 
   // Latency: weighted seconds into the objective. Throughput: busy seconds
   // of the link from `from` to `to`.
-  void add_transfer(ilp::Variable variable, std::size_t from, std::size_t to, double weight, double latency_seconds,
-                    double busy) {
+  void add_transfer(ilp::Variable variable, std::size_t from, std::size_t to, double weight,
+                    const cost::LinkCost& price) {
     if (throughput_) {
-      link_busy_[{from, to}].add(variable, weight * busy / seconds_per_unit_);
+      link_busy_[{from, to}].add(variable, weight * price.busy / seconds_per_unit_);
     } else {
-      delay_.add(variable, weight * latency_seconds / seconds_per_unit_);
+      delay_.add(variable, weight * price.seconds / seconds_per_unit_);
     }
   }
+  // A request's messages of one kind; the candidates have their links.
+  void add_transfer(ilp::Variable variable, std::size_t from, std::size_t to, double weight,
+                    const cost::Message& message) {
+    add_transfer(variable, from, to, weight, *cost::link_cost(links_, from, to, message));
+  }
 
-  // The chain's activations passing from `from` to `to` into stage `stage`:
-  // the prompt's rows in the prefill, one row in every decode step.
+  // The chain's activations passing from `from` to `to` into stage `stage`.
   void add_chain_transfer(ilp::Variable variable, std::size_t m, std::size_t from, std::size_t to,
                           std::size_t stage) {
     const cost::Workload& workload = instance_.workloads[m];
-    const cost::ChainStep step = cost::chain_step(links_, workload.costs, from, to, stage);
-    add_transfer(variable, from, to, workload.weight, step.seconds, step.busy);
+    add_transfer(variable, from, to, workload.weight, cost::boundary_cost(links_, workload.costs, from, to, stage));
   }
 
   void add_model(std::size_t m) {
@@ -296,8 +300,6 @@ class Builder {
     const cost::Workload& workload = instance_.workloads[m];
     const cost::ModelCosts& costs = workload.costs;
     const std::size_t stage_count = costs.stages.size();
-    const double prompt_bytes = static_cast<double>(costs.request.prompt_tokens) * costs.token_id_bytes;
-    const double tokens_bytes = static_cast<double>(costs.request.new_tokens) * costs.token_id_bytes;
     ilp::LinearExpr error;
     double worst_error = 0.0;
     formulation_.x[m].resize(stage_count);
@@ -330,13 +332,9 @@ class Builder {
         error.add(x, costs.error(s, placement.format));
         stage_worst_error = std::max(stage_worst_error, costs.error(s, placement.format));
         // The prompt reaches the embedding from the user; every token leaves the head for the user.
-        if (s == 0 && j != user_) {
-          add_transfer(x, user_, j, workload.weight, *links_.transfer_seconds(user_, j, prompt_bytes),
-                       *links_.busy_seconds(user_, j, prompt_bytes));
-        }
+        if (s == 0 && j != user_) add_transfer(x, user_, j, workload.weight, cost::prompt_message(costs));
         if (s + 1 == stage_count && j != user_) {
-          add_transfer(x, j, user_, workload.weight, *links_.transfer_seconds(j, user_, costs.token_id_bytes),
-                       *links_.busy_seconds(j, user_, tokens_bytes));
+          add_transfer(x, j, user_, workload.weight, cost::generated_tokens_message(costs));
         }
       }
       model.add_constraint(layer ? fmt::format("assign[{}][layers]", m) : fmt::format("assign[{}][{}]", m, s), assigned,
@@ -534,8 +532,7 @@ class Builder {
     ilp::Model& model = formulation_.model;
     const cost::Workload& workload = instance_.workloads[m];
     const cost::ModelCosts& costs = workload.costs;
-    const auto decode_steps = static_cast<double>(costs.request.decode_steps());
-    if (decode_steps == 0.0) return;
+    if (costs.request.decode_steps() == 0) return;
     const auto& heads = on_server_[m].back();
     const auto& embeddings = on_server_[m].front();
     std::vector<ilp::LinearExpr> out(servers_), in(servers_);
@@ -554,8 +551,7 @@ class Builder {
           server_runs_[j].add(v, -1.0);
           if (whole_model_run_[j]) server_runs_[j].add(*whole_model_run_[j], 1.0);
         } else {
-          add_transfer(v, j, k, workload.weight, decode_steps * *links_.transfer_seconds(j, k, costs.token_id_bytes),
-                       decode_steps * *links_.busy_seconds(j, k, costs.token_id_bytes));
+          add_transfer(v, j, k, workload.weight, cost::fed_back_token_message(costs));
         }
       }
     }
