@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "dilemma/plan/baselines.hpp"
 #include "dilemma/plan/brute_force.hpp"
@@ -95,6 +96,55 @@ TEST_CASE("single-server, greedy and uniform baselines are valid plans no better
                  << " greedy plans");
   CHECK(single_exact >= instances / 12);
   CHECK(greedy >= instances / 3);
+}
+
+// A one-token request feeds nothing back, so a chain from A to B needs no
+// link from B to A; with a second token it does. Links: U ↔ A, A → B, B → U.
+TEST_CASE("the placement-only DP prices a one-token chain without a link back to its first server") {
+  plan::Problem problem;
+  edge::Cluster& cluster = problem.instance.cluster;
+  cluster.name = "one-way";
+  for (const char* name : {"A", "B"}) {
+    edge::Server server;
+    server.name = name;
+    server.memory_bytes = 70;
+    cluster.servers.push_back(server);
+  }
+  cluster.user = {"U", false};
+  cluster.links = {{"U", "A", {100, 0.01}, true}, {"A", "B", {1000, 0.001}, false}, {"B", "U", {100, 0.01}, false}};
+  cost::ModelCosts costs;
+  costs.name = "m";
+  costs.source = "hand";
+  costs.request = {10, 1, 1};
+  costs.activation_bytes = 40;
+  costs.token_id_bytes = 4;
+  const double weights[] = {30, 40, 20};  // in f32 only the embedding fits beside nothing else on A
+  for (std::size_t s = 0; s < 3; ++s) {
+    cost::StageCosts stage;
+    stage.name = s == 0 ? "embedding" : s == 1 ? "layer.0" : "head";
+    stage.f32_weight_bytes = weights[s];
+    stage.kv_cache_bytes = s == 1 ? 5 : 0;
+    stage.formats[cost::format_index(Format::f32)] = cost::FormatCosts{weights[s], 0.0};
+    stage.times.resize(2);
+    for (std::size_t j = 0; j < 2; ++j) stage.times[j][cost::format_index(Format::f32)] = cost::StageTimes{0.1, 0.01};
+    costs.stages.push_back(std::move(stage));
+  }
+  problem.instance.workloads.push_back({costs, std::numeric_limits<double>::infinity(), 1.0});
+  problem.instance.objective = cost::Objective::throughput;
+  problem.options.formats = {Format::f32};
+  problem.validate();
+
+  const plan::Plan one_token = plan::placement_only(problem);
+  REQUIRE(one_token.has_plan());
+  const cost::Assignment& assignment = one_token.assignments.front();
+  CHECK(assignment[0].server == 0);
+  CHECK(assignment[1].server == 1);
+  CHECK(assignment[2].server == 1);
+  CHECK(testing::relative_difference(one_token.objective(), plan::brute_force(problem).objective()) <= 1e-12);
+
+  problem.instance.workloads.front().costs.request.new_tokens = 2;
+  CHECK_FALSE(plan::placement_only(problem).has_plan());
+  CHECK_FALSE(plan::brute_force(problem).has_plan());
 }
 
 TEST_CASE("the DP baseline refuses problems it cannot solve exactly") {
