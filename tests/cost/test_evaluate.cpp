@@ -140,6 +140,11 @@ TEST_CASE("boundary_cost prices one step of the chain as evaluate does, and need
   CHECK(cost::boundary_cost(links, costs, 1, 1, 2).seconds == 0.0);
   CHECK_THROWS_WITH_AS(cost::boundary_cost(links, costs, 1, 2, 2),
                        "cost: no link from node 1 to node 2 for the step into stage 2", Error);
+  const auto priced = cost::boundary_link_cost(links, costs, 0, 1, 1);
+  REQUIRE(priced);
+  CHECK(priced->seconds == into_layer.seconds);
+  CHECK(priced->busy == into_layer.busy);
+  CHECK_FALSE(cost::boundary_link_cost(links, costs, 1, 2, 2));
 }
 
 TEST_CASE("link_cost prices a request's messages: once or in every decode step, and not without a link") {

@@ -69,15 +69,24 @@ inline std::optional<LinkCost> link_cost(const LinkTable& links, std::size_t fro
 }
 
 // The activations passing from node `from` to node `to` into stage `stage`
-// (≥ 1): the prefill's rows, then one row in each decode step. The planners
-// price every step of a chain between two servers with it.
+// (≥ 1): the prefill's rows, then one row in each decode step; nullopt
+// without a link. The planners price every step of a chain between two
+// servers with it.
+inline std::optional<LinkCost> boundary_link_cost(const LinkTable& links, const ModelCosts& costs, std::size_t from,
+                                                  std::size_t to, std::size_t stage) {
+  const std::optional<LinkCost> prefill = link_cost(links, from, to, prefill_activations_message(costs, stage));
+  if (!prefill) return std::nullopt;
+  return *prefill + *link_cost(links, from, to, decode_activations_message(costs));
+}
+
+// The same, for a step the caller knows has its link.
 inline LinkCost boundary_cost(const LinkTable& links, const ModelCosts& costs, std::size_t from, std::size_t to,
                               std::size_t stage) {
-  const std::optional<LinkCost> prefill = link_cost(links, from, to, prefill_activations_message(costs, stage));
-  if (!prefill) {
+  const std::optional<LinkCost> price = boundary_link_cost(links, costs, from, to, stage);
+  if (!price) {
     dilemma::detail::fail("cost: no link from node {} to node {} for the step into stage {}", from, to, stage);
   }
-  return *prefill + *link_cost(links, from, to, decode_activations_message(costs));
+  return *price;
 }
 
 }  // namespace dilemma::cost

@@ -107,10 +107,12 @@ class AssignmentScorer {
         auto found = std::find(model.boundary_rows.begin(), model.boundary_rows.end(), rows);
         if (found == model.boundary_rows.end()) {
           model.boundary_rows.push_back(rows);
-          LinkCosts prefill = table(cost::prefill_activations_message(costs, s + 1));
-          const LinkCosts decode = table(cost::decode_activations_message(costs));
-          for (std::size_t k = 0; k < prefill.size(); ++k) prefill[k] = combine(prefill[k], decode[k]);
-          model.boundary_tables.push_back(std::move(prefill));
+          LinkCosts& boundary = model.boundary_tables.emplace_back(nodes_ * nodes_);
+          for (std::size_t a = 0; a < nodes_; ++a) {
+            for (std::size_t b = 0; b < nodes_; ++b) {
+              boundary[a * nodes_ + b] = cost::boundary_link_cost(links, costs, a, b, s + 1);
+            }
+          }
           found = model.boundary_rows.end() - 1;
         }
         model.boundary_table.push_back(static_cast<std::size_t>(found - model.boundary_rows.begin()));
@@ -194,11 +196,6 @@ class AssignmentScorer {
     double error = 0.0;
   };
   using LinkCosts = std::vector<std::optional<cost::LinkCost>>;
-  static std::optional<cost::LinkCost> combine(const std::optional<cost::LinkCost>& a,
-                                               const std::optional<cost::LinkCost>& b) {
-    if (!a || !b) return std::nullopt;
-    return *a + *b;
-  }
   static constexpr std::size_t formats = quant::all_formats.size();
   struct ModelTables {
     double weight = 1.0, budget = 0.0, budget_scale = 1.0;

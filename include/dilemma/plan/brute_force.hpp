@@ -92,10 +92,10 @@ class Enumerator {
     return load;
   }
 
-  // Adds a request's messages of one kind to the link's load or to the
-  // completion time. Returns false without a link.
-  bool transfer(std::size_t from, std::size_t to, const cost::Message& message, double weight, double& partial) {
-    const std::optional<cost::LinkCost> price = cost::link_cost(links_, from, to, message);
+  // Adds what a request's messages cost on the link from `from` to `to` to
+  // its load or to the completion time. Returns false without a link.
+  bool transfer(std::size_t from, std::size_t to, const std::optional<cost::LinkCost>& price, double weight,
+                double& partial) {
     if (!price) return false;
     if (throughput_) {
       link_load_[from * links_.nodes() + to] += weight * price->busy;
@@ -103,6 +103,9 @@ class Enumerator {
       partial += weight * price->seconds;
     }
     return true;
+  }
+  bool transfer(std::size_t from, std::size_t to, const cost::Message& message, double weight, double& partial) {
+    return transfer(from, to, cost::link_cost(links_, from, to, message), weight, partial);
   }
 
   void visit(std::size_t index, double partial) {
@@ -148,8 +151,7 @@ class Enumerator {
       if (s == 0) {
         linked = transfer(user_, j, cost::prompt_message(costs), weight, cost);
       } else {
-        linked = transfer(previous, j, cost::prefill_activations_message(costs, s), weight, cost) &&
-                 transfer(previous, j, cost::decode_activations_message(costs), weight, cost);
+        linked = transfer(previous, j, cost::boundary_link_cost(links_, costs, previous, j, s), weight, cost);
       }
       if (linked && s == last) {
         const std::size_t first = s == 0 ? j : current_[m][0].server;
