@@ -390,8 +390,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"f32", "f16", "int8", "int4"}))
       ->capture_default_str();
   app.add_option("--activations", settings.activations,
-                 "Activations of the integer formats' products: f32, or int8 (rounded per group, integer dot products)")
-      ->check(CLI::IsMember({"f32", "int8"}))
+                 "Activations of the integer formats' products: f32, bf16 (rounded to bfloat16), or int8 (rounded per "
+                 "group, integer dot products)")
+      ->check(CLI::IsMember({"f32", "bf16", "int8"}))
       ->capture_default_str();
   app.add_option("--tiny-opt-dir", settings.tiny_opt_dir, "The tiny-opt checkpoint directory")->capture_default_str();
   app.add_option("-P,--prompt-tokens", settings.prompt_tokens, "Prompt length of each prefill")

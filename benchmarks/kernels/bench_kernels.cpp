@@ -323,14 +323,16 @@ std::vector<model::Matrix> trained_weights(const std::string& dir) {
   return weights;
 }
 
-// ---------------------------------------------------------------- int8-activation error
+// ---------------------------------------------------------------- activation error
 
-// How far int8 activations move a layer's output, on the activations tiny-opt
-// really produces: the inputs of every decoder layer's q_proj, fc1 and fc2 on
-// the start of the first SQuAD dev paragraphs. Norms are summed over layers.
+// How far bfloat16 or int8 activations move a layer's output, on the
+// activations tiny-opt really produces: the inputs of every decoder layer's
+// q_proj, fc1 and fc2 on the start of the first SQuAD dev paragraphs. Norms
+// are summed over layers.
 struct ActivationError {
   std::string matrix;  // q_proj, fc1 or fc2
   Format format;
+  ActivationPrecision activations;  // bf16 or int8
   double squared_reference = 0;   // Σ ‖W·x‖²
   double squared_quantized = 0;   // Σ ‖Ŵ·x‖²
   double squared_weight = 0;      // Σ ‖Ŵ·x − W·x‖²: weight rounding alone
@@ -354,8 +356,8 @@ std::array<model::Matrix, 3> layer_inputs(const model::DecoderLayer& layer, cons
   return {attention_in, ffn_in, inner};
 }
 
-std::vector<ActivationError> int8_activation_errors(const std::string& tiny_opt_dir, const QuantScheme& scheme,
-                                                    Eigen::Index max_tokens) {
+std::vector<ActivationError> activation_errors(const std::string& tiny_opt_dir, const QuantScheme& scheme,
+                                               Eigen::Index max_tokens) {
   const std::filesystem::path dir = tiny_opt_dir;
   const auto squad = dir.parent_path().parent_path() / "data" / "squad" / "dev-v1.1.json";
   if (!std::filesystem::exists(dir / "model.safetensors") || !std::filesystem::exists(squad)) return {};
@@ -373,7 +375,11 @@ std::vector<ActivationError> int8_activation_errors(const std::string& tiny_opt_
   const std::array<const char*, 3> names = {"q_proj", "fc1", "fc2"};
   std::vector<ActivationError> errors;
   for (const char* name : names) {
-    for (Format format : {Format::int8, Format::int4}) errors.push_back({name, format});
+    for (Format format : {Format::int8, Format::int4}) {
+      for (ActivationPrecision activations : {ActivationPrecision::bf16, ActivationPrecision::int8}) {
+        errors.push_back({name, format, activations});
+      }
+    }
   }
   model::StageState embedding_state;
   model::Matrix hidden = checkpoint.load_stage(0).run(ids, embedding_state);
@@ -389,13 +395,12 @@ std::vector<ActivationError> int8_activation_errors(const std::string& tiny_opt_
       const model::Matrix reference = x * weights[which].transpose();
       const auto q = QuantizedMatrix::quantize(weights[which], e.format, scheme, e.matrix);
       const model::Matrix float_activations = quant::gemm(q, x, {nullptr, quant::best_kernel_isa()});
-      const model::Matrix int8_activations =
-          quant::gemm(q, x, {nullptr, quant::best_kernel_isa(), ActivationPrecision::int8});
+      const model::Matrix rounded_activations = quant::gemm(q, x, {nullptr, quant::best_kernel_isa(), e.activations});
       e.squared_reference += reference.cast<double>().squaredNorm();
       e.squared_quantized += float_activations.cast<double>().squaredNorm();
       e.squared_weight += (float_activations - reference).cast<double>().squaredNorm();
-      e.squared_activation += (int8_activations - float_activations).cast<double>().squaredNorm();
-      e.squared_total += (int8_activations - reference).cast<double>().squaredNorm();
+      e.squared_activation += (rounded_activations - float_activations).cast<double>().squaredNorm();
+      e.squared_total += (rounded_activations - reference).cast<double>().squaredNorm();
     }
     model::StageState state;
     hidden = stage.run(hidden, state);
@@ -484,13 +489,14 @@ void print_tables(const std::vector<Measurement>& results, const std::map<unsign
   }
   if (!activation_errors.empty()) {
     fmt::print(stderr,
-               "\nint8 activations on tiny-opt ({} tokens of SQuAD dev, all layers): relative output error "
+               "\nbf16 and int8 activations on tiny-opt ({} tokens of SQuAD dev, all layers): relative output error "
                "‖·‖/‖W·x‖\n",
                settings.activation_error_tokens);
-    fmt::print(stderr, "{:<7} {:<6} {:>16} {:>20} {:>16}\n", "matrix", "format", "weights only", "activations only",
-               "both");
+    fmt::print(stderr, "{:<7} {:<6} {:<11} {:>16} {:>20} {:>16}\n", "matrix", "format", "activations",
+               "weights only", "activations only", "both");
     for (const auto& e : activation_errors) {
-      fmt::print(stderr, "{:<7} {:<6} {:>16.3e} {:>20.3e} {:>16.3e}\n", e.matrix, quant::format_name(e.format),
+      fmt::print(stderr, "{:<7} {:<6} {:<11} {:>16.3e} {:>20.3e} {:>16.3e}\n", e.matrix, quant::format_name(e.format),
+                 quant::activation_precision_name(e.activations),
                  std::sqrt(e.squared_weight / e.squared_reference),
                  std::sqrt(e.squared_activation / e.squared_quantized),
                  std::sqrt(e.squared_total / e.squared_reference));
@@ -574,7 +580,7 @@ void run(const Settings& settings, const std::string& command_line) {
       const auto copies = cold_copies(QuantizedMatrix::quantize(w, format, scheme, shape.role), working_set);
       for (ActivationPrecision activations : activation_modes) {
         // Float weights always meet float activations.
-        if (activations == ActivationPrecision::int8 && !quant::is_integer_format(format)) continue;
+        if (activations != ActivationPrecision::f32 && !quant::is_integer_format(format)) continue;
         for (KernelIsa isa : isas) {
           for (unsigned threads : settings.threads) {
             fmt::print(stderr, "{} {}×{} {} activations {} {} {} thread(s)\n", shape.role, shape.rows, shape.cols,
@@ -612,10 +618,10 @@ void run(const Settings& settings, const std::string& command_line) {
     }
   }
 
-  std::vector<ActivationError> activation_errors;
+  std::vector<ActivationError> errors;
   if (settings.activation_error_tokens > 0) {
-    fmt::print(stderr, "int8-activation error on tiny-opt\n");
-    activation_errors = int8_activation_errors(settings.tiny_opt_dir, scheme, settings.activation_error_tokens);
+    fmt::print(stderr, "bf16- and int8-activation error on tiny-opt\n");
+    errors = activation_errors(settings.tiny_opt_dir, scheme, settings.activation_error_tokens);
   }
 
   probe_bandwidth();
@@ -652,11 +658,12 @@ void run(const Settings& settings, const std::string& command_line) {
           p.relative_error_trained < 0 ? nlohmann::json(nullptr) : nlohmann::json(p.relative_error_trained)},
          {"gemv_one_thread", p.gemv}});
   }
-  report["int8_activation_error_tiny_opt"] = nlohmann::json::array();
-  for (const auto& e : activation_errors) {
-    report["int8_activation_error_tiny_opt"].push_back(
+  report["activation_error_tiny_opt"] = nlohmann::json::array();
+  for (const auto& e : errors) {
+    report["activation_error_tiny_opt"].push_back(
         {{"matrix", e.matrix},
          {"format", quant::format_name(e.format)},
+         {"activations", quant::activation_precision_name(e.activations)},
          {"relative_error_weights_only", std::sqrt(e.squared_weight / e.squared_reference)},
          {"relative_error_activations_only", std::sqrt(e.squared_activation / e.squared_quantized)},
          {"relative_error_both", std::sqrt(e.squared_total / e.squared_reference)}});
@@ -667,7 +674,7 @@ void run(const Settings& settings, const std::string& command_line) {
     fmt::print(stderr, "  {} interleaved row(s) of {:>5} bytes: {}\n", read.rows, read.row_bytes,
                summary_text(read.gigabytes_per_second, 1, "{:.1f} [{:.1f}-{:.1f}]"));
   }
-  print_tables(results, bandwidth, sweep, activation_errors, settings);
+  print_tables(results, bandwidth, sweep, errors, settings);
 }
 
 // --quick shrinks every size the user did not set, for a smoke run of seconds.
@@ -702,9 +709,9 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->capture_default_str();
   app.add_option("--activations", settings.activations,
-                 "Activation precisions for integer weights (f32, int8), comma-separated")
+                 "Activation precisions for integer weights (f32, bf16, int8), comma-separated")
       ->delimiter(',')
-      ->check(CLI::IsMember({"f32", "int8"}))
+      ->check(CLI::IsMember({"f32", "bf16", "int8"}))
       ->capture_default_str();
   app.add_option("--group-size", settings.group_size, "Group size of the integer formats")->capture_default_str();
   app.add_flag("--asymmetric", settings.asymmetric, "Asymmetric int4 (scale and offset per group)");
@@ -721,11 +728,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("!--no-group-sweep", settings.group_sweep, "Skip the group size sweep");
   app.add_option("--activation-error-tokens", settings.activation_error_tokens,
-                 "Tokens of SQuAD dev text for the int8-activation error on tiny-opt (0: skip)")
+                 "Tokens of SQuAD dev text for the bf16- and int8-activation errors on tiny-opt (0: skip)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--tiny-opt-dir", settings.tiny_opt_dir,
-                 "tiny-opt checkpoint, for the sweep's trained weights and the int8-activation error")
+                 "tiny-opt checkpoint, for the sweep's trained weights and the activation errors")
       ->capture_default_str();
   app.add_option("--seed", settings.seed, "Seed of the random weights")->capture_default_str();
   app.add_flag("--quick", settings.quick,

@@ -24,10 +24,10 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
       ->check(CLI::Range(1u, 1024u));
   command
       .add_option("--activations", options.activations,
-                  "Activations of the int8/int4 weights' products: f32, or int8 (rounded per group; integer dot "
-                  "products, faster, with a small error: docs/kernels.md)")
+                  "Activations of the int8/int4 weights' products: f32; bf16 (rounded to bfloat16; faster int4 on "
+                  "AVX-512 BF16); or int8 (rounded per group; integer dot products). Errors: docs/kernels.md")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "int8"}));
+      ->check(CLI::IsMember({"f32", "bf16", "int8"}));
 }
 
 std::vector<std::string> LoadedModel::format_names() const {

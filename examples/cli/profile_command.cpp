@@ -161,9 +161,9 @@ void add_profile_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1u, 1024u));
   command->add_option("--activations", options->activations,
-                      "Activations of the int8/int4 products timed: f32, or int8 (for plans run with --activations int8)")
+                      "Activations of the int8/int4 products timed: f32, bf16 or int8 (as the plan will run with --activations)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "int8"}));
+      ->check(CLI::IsMember({"f32", "bf16", "int8"}));
   command->add_option("--machine", options->machine, "Name of this machine in the profile");
   command->add_option("--out", options->out_file, "Write the profile JSON to this file");
   command->add_flag("--json", options->json, "Print the profile JSON instead of a table");

@@ -64,10 +64,10 @@ inline void add_runtime_options(CLI::App& command, RuntimeCliOptions& options) {
   command.add_option("--wire", options.wire, "Activations on the wire: f32 (exact) or f16 (half the bytes)")
       ->capture_default_str();
   command.add_option("--activations", options.activations,
-                     "Activations of the int8/int4 stages' products: f32, or int8 (faster; profile the plan's costs "
-                     "with the same setting)")
+                     "Activations of the int8/int4 stages' products: f32, bf16 or int8 (faster; profile the plan's "
+                     "costs with the same setting)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "int8"}));
+      ->check(CLI::IsMember({"f32", "bf16", "int8"}));
   command.add_option("--group-size", options.group_size, "Group size of integer formats (as the plan was made with)")
       ->capture_default_str();
   command.add_flag("--int4-asymmetric", options.int4_asymmetric, "int4 with per-group offsets");

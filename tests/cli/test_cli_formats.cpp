@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -51,26 +53,33 @@ TEST_CASE("logits --formats quantizes as the library does, on any number of thre
   CHECK(std::equal(written.data.begin(), written.data.end(), logits.data()));
 }
 
-TEST_CASE("logits --activations int8 runs the integer weights on int8 activations, as the library does") {
+TEST_CASE("logits --activations int8 or bf16 runs the integer weights on rounded activations, as the library does") {
   testing::ScratchDir dir;
-  const auto rounded = (dir / "rounded.npy").string();
   const auto exact = (dir / "exact.npy").string();
-  REQUIRE(run_cli(logits_args() + " --activations int8 --out " + rounded).exit_code == 0);
   REQUIRE(run_cli(logits_args() + " --out " + exact).exit_code == 0);
-  const auto written = io::read_npy<float>(rounded);
-  model::RunContext context;
-  context.kernels.activations = quant::ActivationPrecision::int8;
-  const auto logits = library_logits(context);
-  CHECK(std::equal(written.data.begin(), written.data.end(), logits.data()));
-  // Rounding the activations changes the logits a little, not a lot.
   const auto float_activations = io::read_npy<float>(exact).data;
-  REQUIRE(float_activations.size() == written.data.size());
-  float largest = 0.0f;
-  for (std::size_t i = 0; i < written.data.size(); ++i) {
-    largest = std::max(largest, std::abs(written.data[i] - float_activations[i]));
+  std::map<std::string, float> largest_change;
+  for (const quant::ActivationPrecision activations : {quant::ActivationPrecision::int8, quant::ActivationPrecision::bf16}) {
+    const std::string name(quant::activation_precision_name(activations));
+    CAPTURE(name);
+    const auto rounded = (dir / (name + ".npy")).string();
+    REQUIRE(run_cli(logits_args() + " --activations " + name + " --out " + rounded).exit_code == 0);
+    const auto written = io::read_npy<float>(rounded);
+    model::RunContext context;
+    context.kernels.activations = activations;
+    const auto logits = library_logits(context);
+    CHECK(std::equal(written.data.begin(), written.data.end(), logits.data()));
+    // Rounding the activations changes the logits a little, not a lot.
+    REQUIRE(float_activations.size() == written.data.size());
+    float& largest = largest_change[name];
+    for (std::size_t i = 0; i < written.data.size(); ++i) {
+      largest = std::max(largest, std::abs(written.data[i] - float_activations[i]));
+    }
+    CHECK(largest > 0.0f);
+    CHECK(largest < 0.5f);
   }
-  CHECK(largest > 0.0f);
-  CHECK(largest < 0.5f);
+  // bfloat16 keeps 8 significant bits of every activation, int8 about 7 of each group's largest.
+  CHECK(largest_change["bf16"] < largest_change["int8"]);
 }
 
 TEST_CASE("eval --formats int8 stays within 1% of the f32 loss and reports formats and bytes") {
@@ -145,7 +154,7 @@ TEST_CASE("bad --formats, --group-size, --threads and --activations are errors t
   SUBCASE("an unknown activation precision") {
     const auto run = run_cli(logits + " --activations int4");
     CHECK(run.exit_code != 0);
-    CHECK(run.err.find("--activations: int4 not in {f32,int8}") != std::string::npos);
+    CHECK(run.err.find("--activations: int4 not in {f32,bf16,int8}") != std::string::npos);
   }
   SUBCASE("a group size without formats, and zero threads") {
     CHECK(run_cli(logits + " --group-size 32").exit_code != 0);

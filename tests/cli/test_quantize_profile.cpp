@@ -145,5 +145,5 @@ TEST_CASE("profile errors name the option") {
   CHECK(error("--group-size 48") == "error: --group-size: group size 48 is not a positive multiple of 32\n");
   const auto activations = run_cli("profile --model " + tiny_opt() + " --activations int4");
   CHECK(activations.exit_code != 0);
-  CHECK(activations.err.find("--activations: int4 not in {f32,int8}") != std::string::npos);
+  CHECK(activations.err.find("--activations: int4 not in {f32,bf16,int8}") != std::string::npos);
 }

@@ -1,12 +1,18 @@
 #pragma once
 // Random weights and activations for the quantization tests, reproducible
-// from a seed.
+// from a seed, and the integer formats and schemes the activation modes are
+// tested on.
 
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
 
 #include "dilemma/model/matrix.hpp"
+#include "dilemma/quant/quantized_matrix.hpp"
 
 namespace dilemma::testing {
 
@@ -30,6 +36,48 @@ inline model::Matrix random_activations(Eigen::Index rows, Eigen::Index cols, st
   model::Matrix x(rows, cols);
   for (float& value : x.reshaped()) value = normal(rng);
   return x;
+}
+
+struct IntegerCase {
+  quant::Format format;
+  quant::QuantScheme scheme;
+};
+
+inline const std::vector<IntegerCase> integer_cases = {
+    {quant::Format::int8, {.group_size = 32}},
+    {quant::Format::int8, {.group_size = 64}},
+    {quant::Format::int8, {.group_size = 128}},
+    {quant::Format::int4, {.group_size = 32}},
+    {quant::Format::int4, {.group_size = 64}},
+    {quant::Format::int4, {.group_size = 128}},
+    {quant::Format::int4, {.group_size = 256}},
+    {quant::Format::int4, {.group_size = 32, .int4_asymmetric = true}},
+    {quant::Format::int4, {.group_size = 64, .int4_asymmetric = true}},
+    {quant::Format::int4, {.group_size = 128, .int4_asymmetric = true}},
+};
+
+inline std::string describe(const IntegerCase& c) {
+  return fmt::format("{} group {}{}", quant::format_name(c.format), c.scheme.group_size,
+                     c.scheme.int4_asymmetric ? " asymmetric" : "");
+}
+
+// Per weight, the magnitude its product's float rounding is bounded by: |ŵ|,
+// plus for int4 twice its group's |offset|, since the kernels sum int4
+// products in the unsigned form ŵ = s·u + o (o = −8·s when symmetric), whose
+// terms |s·u| ≤ |ŵ| + |o| and |o| can be far larger than ŵ itself, and
+// `scale_multiple`·|s| for kernels that add a multiple of s·x per weight and
+// take it off per group.
+inline Eigen::MatrixXd rounding_magnitudes(const quant::QuantizedMatrix& q, double scale_multiple = 0) {
+  Eigen::MatrixXd magnitude = q.dequantize().cast<double>().cwiseAbs();
+  if (q.format() != quant::Format::int4) return magnitude;
+  for (Eigen::Index r = 0; r < q.rows(); ++r) {
+    for (Eigen::Index c = 0; c < q.cols(); ++c) {
+      const quant::GroupParams params = q.group_params(r, c / q.scheme().group_size);
+      const double offset = q.scheme().int4_asymmetric ? params.offset : -8.0 * params.scale;
+      magnitude(r, c) += 2 * std::abs(offset) + scale_multiple * std::abs(params.scale);
+    }
+  }
+  return magnitude;
 }
 
 }  // namespace dilemma::testing

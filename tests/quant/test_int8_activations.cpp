@@ -11,8 +11,6 @@
 #include <span>
 #include <vector>
 
-#include <fmt/format.h>
-
 #include "dilemma/quant/matmul.hpp"
 #include "quant_test_support.hpp"
 
@@ -21,48 +19,8 @@ using quant::ActivationPrecision;
 using quant::Format;
 using quant::KernelIsa;
 using quant::QuantizedMatrix;
-using quant::QuantScheme;
 
 namespace {
-
-struct ActivationCase {
-  Format format;
-  QuantScheme scheme;
-};
-
-const std::vector<ActivationCase> integer_cases = {
-    {Format::int8, {.group_size = 32}},
-    {Format::int8, {.group_size = 64}},
-    {Format::int8, {.group_size = 128}},
-    {Format::int4, {.group_size = 32}},
-    {Format::int4, {.group_size = 64}},
-    {Format::int4, {.group_size = 128}},
-    {Format::int4, {.group_size = 256}},
-    {Format::int4, {.group_size = 32, .int4_asymmetric = true}},
-    {Format::int4, {.group_size = 64, .int4_asymmetric = true}},
-    {Format::int4, {.group_size = 128, .int4_asymmetric = true}},
-};
-
-// |ŵ| per weight, plus for int4 twice its group's |offset|: the kernels sum int4 products in the
-// unsigned form ŵ = s·u + o (o = −8·s when symmetric), whose terms |s·u| ≤ |ŵ| + |o| and |o| can be
-// far larger than ŵ itself, so their float rounding is bounded by these magnitudes, not by |ŵ|.
-Eigen::MatrixXd rounding_magnitudes(const QuantizedMatrix& q) {
-  Eigen::MatrixXd magnitude = q.dequantize().cast<double>().cwiseAbs();
-  if (q.format() != Format::int4) return magnitude;
-  for (Eigen::Index r = 0; r < q.rows(); ++r) {
-    for (Eigen::Index c = 0; c < q.cols(); ++c) {
-      const quant::GroupParams params = q.group_params(r, c / q.scheme().group_size);
-      const double offset = q.scheme().int4_asymmetric ? params.offset : -8.0 * params.scale;
-      magnitude(r, c) += 2 * std::abs(offset);
-    }
-  }
-  return magnitude;
-}
-
-std::string describe(const ActivationCase& c) {
-  return fmt::format("{} group {}{}", quant::format_name(c.format), c.scheme.group_size,
-                     c.scheme.int4_asymmetric ? " asymmetric" : "");
-}
 
 model::Matrix int8_product(const QuantizedMatrix& q, const model::Matrix& x, KernelIsa isa,
                            parallel::ThreadPool* pool) {
@@ -105,7 +63,7 @@ TEST_CASE("activations are rounded per group to int8 with scale max|x|/127") {
   CHECK(quant::parse_activation_precision("int8", "--activations") == quant::ActivationPrecision::int8);
   CHECK(quant::parse_activation_precision("f32", "--activations") == quant::ActivationPrecision::f32);
   CHECK_THROWS_WITH_AS(quant::parse_activation_precision("int4", "--activations"),
-                       "--activations: unknown activation precision \"int4\" (expected f32 or int8)", Error);
+                       "--activations: unknown activation precision \"int4\" (expected f32, bf16 or int8)", Error);
   CHECK_THROWS_WITH_AS(quant::quantize_activations(std::vector<float>(48), 32),
                        "int8 activations: group size 32 does not split 48 activations (at most 65536)", Error);
 }
@@ -161,7 +119,7 @@ TEST_CASE("vectorized rounding gives std::round's code for every activation, hal
 TEST_CASE("int8-activation kernels compute Ŵ·x̂ exactly per group, for every kernel set and 1 and 2 threads") {
   parallel::ThreadPool two_threads(2);
   std::uint32_t seed = 500;
-  for (const ActivationCase& c : integer_cases) {
+  for (const testing::IntegerCase& c : testing::integer_cases) {
     for (Eigen::Index rows : {1, 3, 5, 7, 17}) {
       // The AVX-512 int4 kernel's 128-column steps with groups of 32 or 64 run in chunks of the
       // most steps (8, 4, 2 or 1) that divide a row's: 3, 9, 17 and 37 groups give 0, 2, 4 and 9
@@ -170,14 +128,14 @@ TEST_CASE("int8-activation kernels compute Ŵ·x̂ exactly per group, for every 
       // 4 and 8 groups of 32 (one and two steps), 2, 4 and 8 groups of 64 (one, two and four).
       for (Eigen::Index groups : {1, 2, 3, 4, 8, 9, 17, 37}) {
         const Eigen::Index cols = groups * c.scheme.group_size;
-        CAPTURE(describe(c));
+        CAPTURE(testing::describe(c));
         CAPTURE(rows);
         CAPTURE(cols);
         const auto q = QuantizedMatrix::quantize(testing::random_weights(rows, cols, ++seed), c.format, c.scheme);
         const Eigen::Index tokens = 1 + static_cast<Eigen::Index>(seed % 5);
         const model::Matrix x = testing::random_activations(tokens, cols, ++seed);
         const Eigen::MatrixXd restored = q.dequantize().cast<double>();
-        const Eigen::MatrixXd magnitudes = rounding_magnitudes(q);
+        const Eigen::MatrixXd magnitudes = testing::rounding_magnitudes(q);
         Eigen::MatrixXd expected(tokens, rows);
         Eigen::MatrixXd tolerance(tokens, rows);
         for (Eigen::Index t = 0; t < tokens; ++t) {
@@ -210,14 +168,14 @@ TEST_CASE("an int8-activation GEMM agrees with each token's GEMV, bit for bit be
   // panel kernel, one block of 8 tokens, and two with a part-filled third.
   parallel::ThreadPool two_threads(2);
   std::uint32_t seed = 900;
-  for (const ActivationCase& c : integer_cases) {
+  for (const testing::IntegerCase& c : testing::integer_cases) {
     for (const Eigen::Index tokens : {7, 8, 19}) {
-      CAPTURE(describe(c));
+      CAPTURE(testing::describe(c));
       CAPTURE(tokens);
       const Eigen::Index rows = 600, cols = 5 * c.scheme.group_size;
       const auto q = QuantizedMatrix::quantize(testing::random_weights(rows, cols, ++seed), c.format, c.scheme);
       const model::Matrix x = testing::random_activations(tokens, cols, ++seed);
-      const Eigen::MatrixXd magnitudes = rounding_magnitudes(q);
+      const Eigen::MatrixXd magnitudes = testing::rounding_magnitudes(q);
       for (KernelIsa isa : quant::available_kernel_isas()) {
         CAPTURE(quant::kernel_isa_name(isa));
         const model::Matrix y = int8_product(q, x, isa, &two_threads);

@@ -37,20 +37,24 @@ TEST_CASE("dilemma run answers with the single-process model's tokens and report
   CHECK(json["completion_seconds"]["measured"].get<double>() > 0.0);
 }
 
-TEST_CASE("dilemma run --activations int8 gives the tokens of the single-process model with int8 activations") {
+TEST_CASE("dilemma run --activations int8 or bf16 gives the tokens of the single-process model run that way") {
   testing::ScratchDir dir;
-  const auto run =
-      testing::run_cli("run " + common_args(dir) + " --prompt 'The University of' --new-tokens 5 --activations int8 --json");
-  REQUIRE_MESSAGE(run.exit_code == 0, run.err);
-  model::RunContext context;
-  context.kernels.activations = quant::ActivationPrecision::int8;
   const auto prompt = text::BpeTokenizer::load(testing::tiny_opt()).encode("The University of");
-  CHECK(nlohmann::json::parse(run.out)["requests"][0]["tokens"].get<std::vector<TokenId>>() ==
-        testing::single_process_tokens(prompt, testing::split3_formats(), 5, context));
+  for (const quant::ActivationPrecision activations : {quant::ActivationPrecision::int8, quant::ActivationPrecision::bf16}) {
+    const std::string name(quant::activation_precision_name(activations));
+    CAPTURE(name);
+    const auto run = testing::run_cli("run " + common_args(dir) +
+                                      " --prompt 'The University of' --new-tokens 5 --json --activations " + name);
+    REQUIRE_MESSAGE(run.exit_code == 0, run.err);
+    model::RunContext context;
+    context.kernels.activations = activations;
+    CHECK(nlohmann::json::parse(run.out)["requests"][0]["tokens"].get<std::vector<TokenId>>() ==
+          testing::single_process_tokens(prompt, testing::split3_formats(), 5, context));
+  }
 
   const auto bad = testing::run_cli("run " + common_args(dir) + " --prompt 'The' --activations int4");
   CHECK(bad.exit_code != 0);
-  CHECK(bad.err.find("--activations: int4 not in {f32,int8}") != std::string::npos);
+  CHECK(bad.err.find("--activations: int4 not in {f32,bf16,int8}") != std::string::npos);
 }
 
 TEST_CASE("dilemma run streams the text and prints the table; several requests run pipelined") {

@@ -1,18 +1,29 @@
 #pragma once
-// The optional int8-activation mode of the integer kernels. By default every
-// product multiplies the stored weights with the float activations as they
-// are. With ActivationPrecision::int8 the activation vector is first rounded
-// to int8, group by group with the weights' groups,
-//     x̂_c = s_g · q_c,   s_g = max_{c∈g} |x_c| / 127,   q_c = round(x_c / s_g) ∈ [-127, 127],
-// and an int8 or int4 weight then costs one integer multiply-add per weight
-// (vpdpbusd, or vpmaddubsw + vpmaddwd without VNNI) instead of a conversion to
-// float and an FMA: the kernels compute y = Ŵ·x̂ exactly in int32 per group
-// and scale in float. The result differs from Ŵ·x by Ŵ·(x̂ − x), with
-// |x̂_c − x_c| ≤ s_g / 2; docs/kernels.md reports the error. The mode is an
-// explicit choice of the caller (KernelContext::activations) and applies to
-// integer weights only: float weights always see float activations.
+// The optional reduced-precision activation modes of the integer kernels. By
+// default every product multiplies the stored weights with the float
+// activations as they are. The caller may choose instead (KernelContext::
+// activations), for integer weights only (float weights always see float
+// activations):
+//
+// * ActivationPrecision::int8: the activation vector is first rounded to
+//   int8, group by group with the weights' groups,
+//       x̂_c = s_g · q_c,   s_g = max_{c∈g} |x_c| / 127,   q_c = round(x_c / s_g) ∈ [-127, 127],
+//   and an int8 or int4 weight then costs one integer multiply-add per weight
+//   (vpdpbusd, or vpmaddubsw + vpmaddwd without VNNI) instead of a conversion
+//   to float and an FMA: the kernels compute y = Ŵ·x̂ exactly in int32 per
+//   group and scale in float. The result differs from Ŵ·x by Ŵ·(x̂ − x), with
+//   |x̂_c − x_c| ≤ s_g / 2.
+// * ActivationPrecision::bf16: each activation is rounded to bfloat16 (8
+//   significant bits, float's exponent range, round to nearest even), x̃_c,
+//   with |x̃_c − x_c| ≤ 2^−9·|x_c|, and the kernels compute y = Ŵ·x̃ to float
+//   rounding. Where the CPU has AVX-512 BF16, an int4 weight then costs a
+//   quarter of a vdpbf16ps per weight instead of a conversion and an FMA
+//   (kernels_avx512.hpp); elsewhere the float kernels multiply x̃.
+//
+// docs/kernels.md reports both modes' errors against float activations.
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -27,17 +38,38 @@
 
 namespace dilemma::quant {
 
-enum class ActivationPrecision { f32, int8 };
+enum class ActivationPrecision { f32, bf16, int8 };
 
 inline constexpr std::string_view activation_precision_name(ActivationPrecision precision) {
-  return precision == ActivationPrecision::int8 ? "int8" : "f32";
+  switch (precision) {
+    case ActivationPrecision::f32: return "f32";
+    case ActivationPrecision::bf16: return "bf16";
+    case ActivationPrecision::int8: return "int8";
+  }
+  return "f32";
 }
 
-// "f32" or "int8"; `what` names the setting in the error.
+// "f32", "bf16" or "int8"; `what` names the setting in the error.
 inline ActivationPrecision parse_activation_precision(std::string_view name, std::string_view what) {
-  if (name == "f32") return ActivationPrecision::f32;
-  if (name == "int8") return ActivationPrecision::int8;
-  dilemma::detail::fail("{}: unknown activation precision \"{}\" (expected f32 or int8)", what, name);
+  for (const ActivationPrecision precision :
+       {ActivationPrecision::f32, ActivationPrecision::bf16, ActivationPrecision::int8}) {
+    if (name == activation_precision_name(precision)) return precision;
+  }
+  dilemma::detail::fail("{}: unknown activation precision \"{}\" (expected f32, bf16 or int8)", what, name);
+}
+
+// x̃: each activation rounded in place to the nearest bfloat16 (ties to
+// even), kept as a float; ±inf stay, a NaN stays a (quiet) NaN. The same bits
+// as Eigen::bfloat16's conversion, which took four times as long per element
+// (0.8 ns on the Zen 5 host): a product of 4096 columns would have spent 5 %
+// of its time here.
+inline void round_to_bf16(std::span<float> x) {
+  for (float& value : x) {
+    const auto bits = std::bit_cast<std::uint32_t>(value);
+    const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+    const std::uint32_t rounded = nan ? bits | 0x00400000u : bits + 0x7FFFu + ((bits >> 16) & 1u);
+    value = std::bit_cast<float>(rounded & 0xFFFF0000u);
+  }
 }
 
 // Groups larger than this could overflow the int32 sum of 255 · 127 products.

@@ -47,6 +47,13 @@ inline bool cpu_has_avx512_vnni() {
   return available;
 }
 
+// BF16 (vdpbf16ps) serves only the int4 kernel of bfloat16 activations, which
+// falls back to the float kernels without it.
+inline bool cpu_has_avx512_bf16() {
+  static const bool available = __builtin_cpu_supports("avx512bf16");
+  return available;
+}
+
 }  // namespace detail
 #endif
 

@@ -14,7 +14,10 @@
 // weights meet int8-rounded activations instead (activations.hpp), each token
 // rounded on its own, and gemm multiplies them in integers too: on AVX-512
 // VNNI with a kernel of its own (panel_gemm_vnni.hpp), elsewhere with the
-// GEMV kernels, every token over a chunk of rows that stays in cache.
+// GEMV kernels, every token over a chunk of rows that stays in cache. With
+// activations = bf16 they meet bfloat16-rounded activations: gemv runs an int4
+// kernel of its own on AVX-512 BF16 and the float kernels elsewhere, and gemm
+// multiplies the rounded activations as float ones.
 
 #include <algorithm>
 #include <cstddef>
@@ -42,8 +45,8 @@ namespace dilemma::quant {
 
 // How a product runs: on which threads (the pool's, or only the calling
 // thread's when null), with which kernels, and whether integer weights meet
-// float activations or int8-rounded ones (activations.hpp; float weights
-// always meet float activations).
+// float activations or bfloat16- or int8-rounded ones (activations.hpp; float
+// weights always meet float activations).
 struct KernelContext {
   parallel::ThreadPool* pool = nullptr;
   KernelIsa isa = default_kernel_isa();
@@ -198,6 +201,30 @@ inline std::vector<float>& panel_buffer() {
 }
 
 
+// Whether the bfloat16-activation product of `w` runs the AVX-512 BF16 int4
+// kernel, which takes the activations as lay_out_int4_bf16_step_lanes arranges them.
+inline bool uses_int4_bf16_steps([[maybe_unused]] KernelIsa isa, [[maybe_unused]] const WeightView& w) {
+#if DILEMMA_QUANT_X86_KERNELS
+  return isa == KernelIsa::avx512 && cpu_has_avx512_bf16() && w.format == Format::int4 &&
+         int4_steps_fit(w.group_size);
+#else
+  return false;
+#endif
+}
+
+// y = W·x for every row, x as it is.
+inline void gemv_float_activations(const WeightView& w, const float* x, float* y, const KernelContext& context) {
+  const unsigned threads = context.pool == nullptr ? 1 : context.pool->size();
+  const bool simd = context.isa == KernelIsa::avx512 || context.isa == KernelIsa::avx2;
+  const Int4StepLanes lanes =
+      simd && w.format == Format::int4 ? lay_out_int4_step_lanes(x, w.cols, w.group_size) : Int4StepLanes{};
+  const std::vector<float> sums =
+      lanes.steps > 0 || needs_group_sums(context.isa, w) ? group_sums(w, x) : std::vector<float>{};
+  for_row_chunks(context.pool, w.rows, gemv_chunk_rows(w.rows, threads), [&](Eigen::Index begin, Eigen::Index end) {
+    gemv_rows(context.isa, w, x, sums.data(), lanes, y, begin, end);
+  });
+}
+
 inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<float> y, const KernelContext& context,
                  RowOrder order) {
   if (x.size() != static_cast<std::size_t>(w.cols()) || y.size() != static_cast<std::size_t>(w.rows())) {
@@ -223,17 +250,26 @@ inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<f
                            });
     return;
   }
-  const bool simd = context.isa == KernelIsa::avx512 || context.isa == KernelIsa::avx2;
-  const detail::Int4StepLanes lanes = simd && w.format() == Format::int4
-                                          ? detail::lay_out_int4_step_lanes(x.data(), view.cols, view.group_size)
-                                          : detail::Int4StepLanes{};
-  const std::vector<float> sums = lanes.steps > 0 || detail::needs_group_sums(context.isa, view)
-                                      ? detail::group_sums(view, x.data())
-                                      : std::vector<float>{};
-  detail::for_row_chunks(context.pool, w.rows(), detail::gemv_chunk_rows(w.rows(), threads),
-                         [&](Eigen::Index begin, Eigen::Index end) {
-                           detail::gemv_rows(context.isa, view, x.data(), sums.data(), lanes, y.data(), begin, end);
-                         });
+  if (context.activations == ActivationPrecision::bf16 && is_integer_format(w.format())) {
+#if DILEMMA_QUANT_X86_KERNELS
+    if (uses_int4_bf16_steps(context.isa, view)) {
+      if (const Eigen::Index steps = int4_bf16_steps(x.data(), view.cols, view.group_size); steps > 0) {
+        const Int4Bf16StepLanes lanes = avx512::lay_out_int4_bf16_step_lanes(x.data(), steps);
+        const std::vector<float> sums = group_sums(view, lanes.rounded.data());
+        for_row_chunks(context.pool, w.rows(), gemv_chunk_rows(w.rows(), threads),
+                       [&](Eigen::Index begin, Eigen::Index end) {
+                         avx512::gemv_rows_int4_lanes(view, lanes, sums.data(), y.data(), begin, end);
+                       });
+        return;
+      }
+    }
+#endif
+    std::vector<float> rounded(x.begin(), x.end());
+    round_to_bf16(rounded);
+    gemv_float_activations(view, rounded.data(), y.data(), context);
+    return;
+  }
+  gemv_float_activations(view, x.data(), y.data(), context);
 }
 
 // Y = X·Wᵀ on int8-rounded activations. Each token's activations are rounded
@@ -304,6 +340,14 @@ inline void gemm(const QuantizedMatrix& w, const model::Matrix& x, model::Matrix
     detail::gemm_int8_activations(w, x, y, context);
     return;
   }
+  // bfloat16 activations: the float product of the rounded ones, as a decode step rounds them.
+  model::Matrix rounded;
+  const bool bf16 = context.activations == ActivationPrecision::bf16 && is_integer_format(w.format());
+  if (bf16) {
+    rounded = x;
+    round_to_bf16(std::span(rounded.data(), static_cast<std::size_t>(rounded.size())));
+  }
+  const model::Matrix& activations = bf16 ? rounded : x;
   const auto view = detail::WeightView::of(w);
   using ConstPanel = Eigen::Map<const model::Matrix>;
   detail::for_row_chunks(context.pool, w.rows(), detail::gemm_panel_rows(w.cols()),
@@ -318,7 +362,8 @@ inline void gemm(const QuantizedMatrix& w, const model::Matrix& x, model::Matrix
                              detail::dequantize_rows(context.isa, view, begin, end, buffer.data());
                              panel = buffer.data();
                            }
-                           y.middleCols(begin, count).noalias() = x * ConstPanel(panel, count, w.cols()).transpose();
+                           y.middleCols(begin, count).noalias() =
+                               activations * ConstPanel(panel, count, w.cols()).transpose();
                          });
 }
 

@@ -14,9 +14,12 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -333,55 +336,180 @@ inline decltype(auto) with_whole_chunks(Eigen::Index steps, Run&& run) {
   return run.template operator()<1>();
 }
 
-// ---- int4 weights, float activations, 128 columns per step ----
+// ---- int4 weights, float or bfloat16 activations, 128 columns per step ----
 //
-// Nibble k of every lane, masked in place (one vpandd), is the integer u·16^k,
-// which vcvtudq2ps converts exactly (four significant bits); the activation
-// under it was stored as x·16^−k, so one FMA adds u·x with a single rounding.
-// Eight mask-convert-FMA triples cover a step, and no shuffle decodes a
-// weight: gemv_int4_block above spends three shuffles per 32 weights. The scale
-// and the offset apply per group as s·Σu·x + offset·Σx (offset = −8·s for
-// symmetric int4). One row at a time: a single stream from DRAM. Columns must
-// be whole steps (int4_step_lanes.hpp).
+// Float activations: nibble k of every lane, masked in place (one vpandd), is
+// the integer u·16^k, which vcvtudq2ps converts exactly (four significant
+// bits); the activation under it was stored as x·16^−k, so one FMA adds u·x
+// with a single rounding. Eight mask-convert-FMA triples cover a step, and no
+// shuffle decodes a weight: gemv_int4_block above spends three shuffles per
+// 32 weights.
+//
+// bfloat16 activations (int4_step_lanes.hpp): nibble k of every 16-bit word,
+// shifted to the word's low bits and given the exponent of 1.0 (one shift and
+// one vpternlogd), is the bfloat16 1 + u/128; with 128·x̃ stored under it, a
+// vdpbf16ps adds 128·x̃ + u·x̃ for 32 weights, four per step where the float
+// step takes eight conversions and eight FMAs. On the Zen 5 host a scratch
+// loop of the step read 0.92–0.96 of a linear read's speed from DRAM, the
+// float step 0.41–0.47 (docs/performance.md, "bfloat16 activations").
+//
+// The scale and the offset apply per group as s·Σu·x + offset·Σx (offset =
+// −8·s for symmetric int4), the bfloat16 step's 128·Σx̃ taken off with the
+// offset's. One row at a time: a single stream from DRAM. Columns must be
+// whole steps.
 
-// What one row's chunk of steps reads.
+// What one row's chunk of steps reads, for the Nibbles below.
+template <typename Nibbles>
 struct Int4LaneChunk {
-  const std::uint8_t* bytes;  // the row's 64 bytes at the chunk's first step
-  const float* lanes;         // the activations' 128 at that step
-  const __m512i* masks;       // nibble k of every lane: 0xF << 4k
+  const Nibbles& nibbles;
+  const std::uint8_t* bytes;                // the row's 64 bytes at the chunk's first step
+  const typename Nibbles::Lane* lanes;      // the activations' 128 at that step
   RowPrefetch prefetch;
   Eigen::Index r, first_step;
 };
 
-// Σ over a step's 128 columns of u·x, in 16 lanes (lane l: block l/4's columns).
-template <int K>
-DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline __m512 int4_lane_step(const Int4LaneChunk& chunk) {
+// Float activations: Σ over a step's 128 columns of u·x, in 16 lanes (lane l:
+// block l/4's columns). The nibble masks stay in registers: GCC otherwise
+// builds them again in every step.
+struct FloatNibbles {
+  using Lane = float;
+  using Lanes = Int4StepLanes;
+  static constexpr float bias = 0.0f;  // what the step adds per unit of Σx besides Σu·x
+  __m512i masks[8];                    // nibble k of every lane: 0xF << 4k
+
+  DILEMMA_QUANT_TARGET_AVX512 FloatNibbles() {
+    for (int k = 0; k < 8; ++k) {
+      masks[k] = _mm512_set1_epi32(0xF << (4 * k));
+      asm("" : "+v"(masks[k]));
+    }
+  }
+
+  DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) __m512 step(__m512i bytes, const float* x) const {
+    // u·16^k of nibble k in every lane
+    const auto nibble = [&](int k) DILEMMA_QUANT_TARGET_AVX512 {
+      return _mm512_cvtepu32_ps(_mm512_and_si512(bytes, masks[k]));
+    };
+    // Two chains of four, so that the FMAs' latency overlaps. Written out: as a
+    // loop, GCC 12 kept the loop and read the nibble masks from the stack, and a
+    // scratch copy of that step streamed DRAM at less than half the speed on
+    // the Zen 5 host (docs/performance.md, "A Zen 5 host").
+    __m512 even = _mm512_mul_ps(nibble(0), _mm512_loadu_ps(x));
+    __m512 odd = _mm512_mul_ps(nibble(1), _mm512_loadu_ps(x + 16));
+    even = _mm512_fmadd_ps(nibble(2), _mm512_loadu_ps(x + 32), even);
+    odd = _mm512_fmadd_ps(nibble(3), _mm512_loadu_ps(x + 48), odd);
+    even = _mm512_fmadd_ps(nibble(4), _mm512_loadu_ps(x + 64), even);
+    odd = _mm512_fmadd_ps(nibble(5), _mm512_loadu_ps(x + 80), odd);
+    even = _mm512_fmadd_ps(nibble(6), _mm512_loadu_ps(x + 96), even);
+    odd = _mm512_fmadd_ps(nibble(7), _mm512_loadu_ps(x + 112), odd);
+    return _mm512_add_ps(even, odd);
+  }
+};
+
+// acc + a·b of each pair of bfloat16 (vdpbf16ps), b read from memory. Inline
+// assembly rather than the intrinsic: the intrinsic needs the avx512bf16
+// target on every function it is inlined into, and the row loops below are
+// shared with the float step, whose functions must run on CPUs without BF16
+// (a target attribute cannot depend on a template argument). Callers check
+// cpu_has_avx512_bf16().
+DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline __m512 dot_bf16_pairs(__m512 acc, __m512i a,
+                                                                                      const std::uint16_t* b) {
+  asm("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(a), "m"(*reinterpret_cast<const __m512i*>(b)));
+  return acc;
+}
+
+// bfloat16 activations: Σ over a step's 128 columns of (128 + u)·x̃, in 16
+// lanes, as the float step's.
+struct Bf16Nibbles {
+  using Lane = std::uint16_t;
+  using Lanes = Int4Bf16StepLanes;
+  static constexpr float bias = 128.0f;
+  __m512i low_nibble;  // 0x000F in every word
+  __m512i one;         // the bfloat16 1.0, 0x3F80, in every word
+
+  DILEMMA_QUANT_TARGET_AVX512 Bf16Nibbles()
+      : low_nibble(_mm512_set1_epi16(0x000F)), one(_mm512_set1_epi16(0x3F80)) {
+    asm("" : "+v"(low_nibble), "+v"(one));
+  }
+
+  DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) __m512 step(__m512i bytes,
+                                                                         const std::uint16_t* x) const {
+    // (v & 0x000F) | 0x3F80 in every word: the bfloat16 1 + u/128 of its low nibble
+    const auto nibble = [&](__m512i v) DILEMMA_QUANT_TARGET_AVX512 {
+      return _mm512_ternarylogic_epi32(v, low_nibble, one, 0xEA);
+    };
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 even = dot_bf16_pairs(zero, nibble(bytes), x);
+    __m512 odd = dot_bf16_pairs(zero, nibble(_mm512_srli_epi16(bytes, 4)), x + 32);
+    even = dot_bf16_pairs(even, nibble(_mm512_srli_epi16(bytes, 8)), x + 64);
+    odd = dot_bf16_pairs(odd, _mm512_or_si512(_mm512_srli_epi16(bytes, 12), one), x + 96);
+    return _mm512_add_ps(even, odd);
+  }
+};
+
+// The bfloat16 layout of activations x for `steps` steps (int4_step_lanes.hpp;
+// steps from int4_bf16_steps). x̃ rounds as round_to_bf16 does, which the
+// range check of int4_bf16_steps leaves free of NaN and ±inf. A step's
+// vector k holds, block after block, the even (k = 0, 1) or odd (k = 2, 3)
+// columns of the block's first (k = 0, 2) or second half (k = 1, 3): the
+// float whose upper 16 bits are the bfloat16 goes through one two-source
+// word permutation per pair of halves and one 256-bit shuffle per vector.
+// Per column, the table-driven loop of the float layout took about 0.4 ns;
+// a product of 1024 columns spent 3-4 % of its time in it on the Zen 5 host.
+DILEMMA_QUANT_TARGET_AVX512 inline Int4Bf16StepLanes lay_out_int4_bf16_step_lanes(const float* x,
+                                                                                Eigen::Index steps) {
+  Int4Bf16StepLanes out{steps, std::vector<float>(static_cast<std::size_t>(int4_step * steps)),
+                        CacheLineVector<std::uint16_t>(static_cast<std::size_t>(int4_step * steps))};
+  // Upper words of dwords 0, 2, … 14 of a, then of b, then of dwords 1, 3, … 15 of a and of b.
+  alignas(64) static constexpr std::array<std::uint16_t, 32> halves_to_parities = [] {
+    std::array<std::uint16_t, 32> words{};
+    for (std::uint16_t m = 0; m < 8; ++m) {
+      words[m] = static_cast<std::uint16_t>(4 * m + 1);
+      words[8 + m] = static_cast<std::uint16_t>(32 + 4 * m + 1);
+      words[16 + m] = static_cast<std::uint16_t>(4 * m + 3);
+      words[24 + m] = static_cast<std::uint16_t>(32 + 4 * m + 3);
+    }
+    return words;
+  }();
+  const __m512i pick = _mm512_load_si512(halves_to_parities.data());
+  const __m512i rounding_bias = _mm512_set1_epi32(0x7FFF), lowest_kept = _mm512_set1_epi32(1);
+  const __m512i kept = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+  const __m512 scale = _mm512_set1_ps(128.0f);
+  for (Eigen::Index s = 0; s < steps; ++s) {
+    __m512i halves[8];  // 128·x̃ of columns 16i … 16i + 15 of the step
+    for (int i = 0; i < 8; ++i) {
+      const Eigen::Index column = int4_step * s + 16 * i;
+      const __m512i bits = _mm512_castps_si512(_mm512_loadu_ps(x + column));
+      const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), lowest_kept);
+      const __m512 rounded =
+          _mm512_castsi512_ps(_mm512_and_si512(_mm512_add_epi32(bits, _mm512_add_epi32(rounding_bias, odd)), kept));
+      _mm512_storeu_ps(out.rounded.data() + column, rounded);
+      halves[i] = _mm512_castps_si512(_mm512_mul_ps(rounded, scale));
+    }
+    // First halves (0, 2, 4, 6) give vectors 0 and 2, second halves vectors 1 and 3.
+    const __m512i first_01 = _mm512_permutex2var_epi16(halves[0], pick, halves[2]);
+    const __m512i first_23 = _mm512_permutex2var_epi16(halves[4], pick, halves[6]);
+    const __m512i second_01 = _mm512_permutex2var_epi16(halves[1], pick, halves[3]);
+    const __m512i second_23 = _mm512_permutex2var_epi16(halves[5], pick, halves[7]);
+    std::uint16_t* lanes = out.lanes.data() + int4_step * s;
+    _mm512_store_si512(lanes, _mm512_shuffle_i64x2(first_01, first_23, 0x44));
+    _mm512_store_si512(lanes + 32, _mm512_shuffle_i64x2(second_01, second_23, 0x44));
+    _mm512_store_si512(lanes + 64, _mm512_shuffle_i64x2(first_01, first_23, 0xEE));
+    _mm512_store_si512(lanes + 96, _mm512_shuffle_i64x2(second_01, second_23, 0xEE));
+  }
+  return out;
+}
+
+template <int K, typename Nibbles>
+DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline __m512 int4_lane_step(
+    const Int4LaneChunk<Nibbles>& chunk) {
   prefetch_rows<1>(chunk.prefetch, chunk.r, 64 * (chunk.first_step + K));
-  const __m512i bytes = load_step_bytes(chunk.bytes + 64 * K);
-  const float* x = chunk.lanes + int4_step * K;
-  // u·16^k of nibble k in every lane
-  const auto nibble = [&](int k) DILEMMA_QUANT_TARGET_AVX512 {
-    return _mm512_cvtepu32_ps(_mm512_and_si512(bytes, chunk.masks[k]));
-  };
-  // Two chains of four, so that the FMAs' latency overlaps. Written out: as a
-  // loop, GCC 12 kept the loop and read the nibble masks from the stack, and a
-  // scratch copy of that step streamed DRAM at less than half the speed on
-  // the Zen 5 host (docs/performance.md, "A Zen 5 host").
-  __m512 even = _mm512_mul_ps(nibble(0), _mm512_loadu_ps(x));
-  __m512 odd = _mm512_mul_ps(nibble(1), _mm512_loadu_ps(x + 16));
-  even = _mm512_fmadd_ps(nibble(2), _mm512_loadu_ps(x + 32), even);
-  odd = _mm512_fmadd_ps(nibble(3), _mm512_loadu_ps(x + 48), odd);
-  even = _mm512_fmadd_ps(nibble(4), _mm512_loadu_ps(x + 64), even);
-  odd = _mm512_fmadd_ps(nibble(5), _mm512_loadu_ps(x + 80), odd);
-  even = _mm512_fmadd_ps(nibble(6), _mm512_loadu_ps(x + 96), even);
-  odd = _mm512_fmadd_ps(nibble(7), _mm512_loadu_ps(x + 112), odd);
-  return _mm512_add_ps(even, odd);
+  return chunk.nibbles.step(load_step_bytes(chunk.bytes + 64 * K), chunk.lanes + int4_step * K);
 }
 
 // Steps K … Steps − 1 of a chunk, unrolled, each scaled by its lanes' groups.
-template <int K, int Steps, int GroupsPerStep>
+template <int K, int Steps, int GroupsPerStep, typename Nibbles>
 DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline void int4_lane_chunk_steps(
-    const Int4LaneChunk& chunk, __m512 group_scale, __m512& total) {
+    const Int4LaneChunk<Nibbles>& chunk, __m512 group_scale, __m512& total) {
   if constexpr (K < Steps) {
     total = _mm512_fmadd_ps(int4_lane_step<K>(chunk),
                             _mm512_permutexvar_ps(step_lane_groups<K, GroupsPerStep>(), group_scale), total);
@@ -389,54 +517,48 @@ DILEMMA_QUANT_TARGET_AVX512 __attribute__((always_inline)) inline void int4_lane
   }
 }
 
-// The nibble masks, in registers: GCC otherwise builds them again in every step.
-struct NibbleMasks {
-  __m512i masks[8];
-
-  DILEMMA_QUANT_TARGET_AVX512 NibbleMasks() {
-    for (int k = 0; k < 8; ++k) {
-      masks[k] = _mm512_set1_epi32(0xF << (4 * k));
-      asm("" : "+v"(masks[k]));
-    }
-  }
-};
-
 // Groups of 32 or 64 columns: per chunk of StepsPerChunk steps, the chunk's
 // group scales in one register, and vpermps hands each step's lanes theirs.
-template <bool Asymmetric, int GroupsPerStep, int StepsPerChunk>
-DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4_lanes_small_groups(const WeightView& w, const Int4StepLanes& x,
+template <typename Nibbles, bool Asymmetric, int GroupsPerStep, int StepsPerChunk>
+DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4_lanes_small_groups(const WeightView& w,
+                                                                     const typename Nibbles::Lanes& x,
                                                                      const float* group_sums, RowSums& sums,
                                                                      Eigen::Index begin, Eigen::Index end) {
   constexpr Eigen::Index groups_per_chunk = GroupsPerStep * StepsPerChunk;
   static_assert(groups_per_chunk <= int4_step_group_chunk);
   const __mmask16 in_chunk = tail_mask(groups_per_chunk);
-  const NibbleMasks nibbles;
-  Int4LaneChunk chunk{nullptr, nullptr, nibbles.masks, RowPrefetch(w), begin, 0};
+  const Nibbles nibbles;
+  Int4LaneChunk<Nibbles> chunk{nibbles, nullptr, nullptr, RowPrefetch(w), begin, 0};
   for (Int4RowBlock block(w, begin); chunk.r < end; ++chunk.r, block.advance(1, w.stride)) {
     __m512 total = _mm512_setzero_ps(), offset_total = _mm512_setzero_ps();
     for (Eigen::Index s = 0; s < x.steps; s += StepsPerChunk) {
       const Eigen::Index first_group = s * GroupsPerStep;
       const __m512 group_scale = _mm512_maskz_loadu_ps(in_chunk, block.scales + first_group);
-      const __m512 offset = Asymmetric ? _mm512_maskz_loadu_ps(in_chunk, block.offsets + first_group) : group_scale;
+      __m512 offset = group_scale;
+      if constexpr (Asymmetric) {
+        offset = _mm512_maskz_loadu_ps(in_chunk, block.offsets + first_group);
+        if constexpr (Nibbles::bias != 0.0f) offset = _mm512_fnmadd_ps(group_scale, _mm512_set1_ps(Nibbles::bias), offset);
+      }
       offset_total = _mm512_fmadd_ps(offset, _mm512_maskz_loadu_ps(in_chunk, group_sums + first_group), offset_total);
       chunk.bytes = block.packed + 64 * s;
       chunk.lanes = x.lanes.data() + int4_step * s;
       chunk.first_step = s;
       int4_lane_chunk_steps<0, StepsPerChunk, GroupsPerStep>(chunk, group_scale, total);
     }
-    // The symmetric offsets' −8 was left out of the sum above, which took the scales.
-    sums.add(_mm512_fmadd_ps(offset_total, _mm512_set1_ps(Asymmetric ? 1.0f : -8.0f), total));
+    // The symmetric offsets' −8 (and the bias) was left out of the sum above, which took the scales.
+    sums.add(_mm512_fmadd_ps(offset_total, _mm512_set1_ps(Asymmetric ? 1.0f : -8.0f - Nibbles::bias), total));
   }
 }
 
 // Groups of a multiple of 128 columns: the steps of a group add up before its scale.
-template <bool Asymmetric>
-DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4_lanes_large_groups(const WeightView& w, const Int4StepLanes& x,
+template <typename Nibbles, bool Asymmetric>
+DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4_lanes_large_groups(const WeightView& w,
+                                                                     const typename Nibbles::Lanes& x,
                                                                      const float* group_sums, RowSums& sums,
                                                                      Eigen::Index begin, Eigen::Index end) {
   const Eigen::Index steps_per_group = w.group_size / int4_step, groups = w.groups();
-  const NibbleMasks nibbles;
-  Int4LaneChunk chunk{nullptr, nullptr, nibbles.masks, RowPrefetch(w), begin, 0};
+  const Nibbles nibbles;
+  Int4LaneChunk<Nibbles> chunk{nibbles, nullptr, nullptr, RowPrefetch(w), begin, 0};
   for (Int4RowBlock block(w, begin); chunk.r < end; ++chunk.r, block.advance(1, w.stride)) {
     __m512 total = _mm512_setzero_ps();
     float offset_total = 0.0f;
@@ -450,26 +572,33 @@ DILEMMA_QUANT_TARGET_AVX512 inline void gemv_int4_lanes_large_groups(const Weigh
       }
       const float scale = block.scales[g];
       total = _mm512_fmadd_ps(dot, _mm512_set1_ps(scale), total);
-      offset_total = std::fma(Asymmetric ? block.offsets[g] : -8.0f * scale, group_sums[g], offset_total);
+      const float offset = Asymmetric ? block.offsets[g] - Nibbles::bias * scale : (-8.0f - Nibbles::bias) * scale;
+      offset_total = std::fma(offset, group_sums[g], offset_total);
     }
     sums.add(total, offset_total);
   }
 }
 
 // y[r] for r in [begin, end) of an int4 weight, on activations laid out by
-// lay_out_int4_step_lanes; `group_sums`: Σ x over each group.
-DILEMMA_QUANT_TARGET_AVX512 inline void gemv_rows_int4_lanes(const WeightView& w, const Int4StepLanes& x,
+// lay_out_int4_step_lanes (Int4StepLanes) or lay_out_int4_bf16_step_lanes
+// (Int4Bf16StepLanes, on CPUs with AVX-512 BF16 only); `group_sums`: Σ x
+// (Σ x̃) over each group.
+template <typename Lanes>
+DILEMMA_QUANT_TARGET_AVX512 inline void gemv_rows_int4_lanes(const WeightView& w, const Lanes& x,
                                                             const float* group_sums, float* y, Eigen::Index begin,
                                                             Eigen::Index end) {
+  using Nibbles = std::conditional_t<std::is_same_v<Lanes, Int4StepLanes>, FloatNibbles, Bf16Nibbles>;
+  static_assert(std::is_same_v<typename Nibbles::Lanes, Lanes>);
   RowSums sums(y + begin);
   auto rows = [&]<bool Asymmetric>() {
     if (w.group_size >= int4_step) {
-      gemv_int4_lanes_large_groups<Asymmetric>(w, x, group_sums, sums, begin, end);
+      gemv_int4_lanes_large_groups<Nibbles, Asymmetric>(w, x, group_sums, sums, begin, end);
       return;
     }
     auto chunks = [&]<int GroupsPerStep>() {
       with_whole_chunks<GroupsPerStep>(x.steps, [&]<int StepsPerChunk>() {
-        gemv_int4_lanes_small_groups<Asymmetric, GroupsPerStep, StepsPerChunk>(w, x, group_sums, sums, begin, end);
+        gemv_int4_lanes_small_groups<Nibbles, Asymmetric, GroupsPerStep, StepsPerChunk>(w, x, group_sums, sums,
+                                                                                         begin, end);
       });
     };
     if (w.group_size == 32) {
