@@ -349,9 +349,8 @@ inline decltype(auto) with_whole_chunks(Eigen::Index steps, Run&& run) {
 // shifted to the word's low bits and given the exponent of 1.0 (one shift and
 // one vpternlogd), is the bfloat16 1 + u/128; with 128·x̃ stored under it, a
 // vdpbf16ps adds 128·x̃ + u·x̃ for 32 weights, four per step where the float
-// step takes eight conversions and eight FMAs. On the Zen 5 host a scratch
-// loop of the step read 0.92–0.96 of a linear read's speed from DRAM, the
-// float step 0.41–0.47 (docs/performance.md, "bfloat16 activations").
+// step takes eight conversions and eight FMAs (docs/performance.md,
+// "bfloat16 activations").
 //
 // The scale and the offset apply per group as s·Σu·x + offset·Σx (offset =
 // −8·s for symmetric int4), the bfloat16 step's 128·Σx̃ taken off with the
@@ -453,8 +452,9 @@ struct Bf16Nibbles {
 // columns of the block's first (k = 0, 2) or second half (k = 1, 3): the
 // float whose upper 16 bits are the bfloat16 goes through one two-source
 // word permutation per pair of halves and one 256-bit shuffle per vector.
-// Per column, the table-driven loop of the float layout took about 0.4 ns;
-// a product of 1024 columns spent 3-4 % of its time in it on the Zen 5 host.
+// The table-driven loop of the float layout, written for this one, took
+// 0.4 ns per column: 3 % of a 1024 × 1024 product's time from L2 on the Zen 5
+// host.
 DILEMMA_QUANT_TARGET_AVX512 inline Int4Bf16StepLanes lay_out_int4_bf16_step_lanes(const float* x,
                                                                                 Eigen::Index steps) {
   Int4Bf16StepLanes out{steps, std::vector<float>(static_cast<std::size_t>(int4_step * steps)),
