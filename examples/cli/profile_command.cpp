@@ -161,7 +161,8 @@ void add_profile_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1u, 1024u));
   command->add_option("--activations", options->activations,
-                      "Activations of the int8/int4 products timed: f32, bf16 or int8 (as the plan will run with --activations)")
+                      "Activations of the int8/int4 products timed: f32, bf16 or int8 (as the plan will run with "
+                      "--activations)")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "bf16", "int8"}));
   command->add_option("--machine", options->machine, "Name of this machine in the profile");

@@ -59,7 +59,8 @@ TEST_CASE("logits --activations int8 or bf16 runs the integer weights on rounded
   REQUIRE(run_cli(logits_args() + " --out " + exact).exit_code == 0);
   const auto float_activations = io::read_npy<float>(exact).data;
   std::map<std::string, float> largest_change;
-  for (const quant::ActivationPrecision activations : {quant::ActivationPrecision::int8, quant::ActivationPrecision::bf16}) {
+  using quant::ActivationPrecision;
+  for (const ActivationPrecision activations : {ActivationPrecision::int8, ActivationPrecision::bf16}) {
     const std::string name(quant::activation_precision_name(activations));
     CAPTURE(name);
     const auto rounded = (dir / (name + ".npy")).string();

@@ -80,4 +80,28 @@ inline Eigen::MatrixXd rounding_magnitudes(const quant::QuantizedMatrix& q, doub
   return magnitude;
 }
 
+// Calls check(c, q, x) for every integer case c, every weight q of its
+// format and scheme with 1, 3, 5, 7 or 17 rows and 1, 2, 3, 4, 8, 9, 17 or 37
+// groups of columns, and activations x of 1 to 5 tokens, all random from
+// `seed` on. The AVX-512 int4 kernels' 128-column steps with groups of 32 or
+// 64 run in chunks of the most steps (8, 4, 2 or 1) that divide a row's: 3, 9,
+// 17 and 37 groups give 0, 2, 4 and 9 steps of groups of 32, and 1, 4, 8 and
+// 18 of groups of 64, each with columns left over. Rows of one chunk of up to
+// four steps and no columns left over have a kernel of their own (int8
+// activations): 4 and 8 groups of 32 (one and two steps), 2, 4 and 8 groups of
+// 64 (one, two and four).
+template <typename Check>
+void for_each_product_shape(std::uint32_t seed, Check&& check) {
+  for (const IntegerCase& c : integer_cases) {
+    for (Eigen::Index rows : {1, 3, 5, 7, 17}) {
+      for (Eigen::Index groups : {1, 2, 3, 4, 8, 9, 17, 37}) {
+        const Eigen::Index cols = groups * c.scheme.group_size;
+        const auto q = quant::QuantizedMatrix::quantize(random_weights(rows, cols, ++seed), c.format, c.scheme);
+        const Eigen::Index tokens = 1 + static_cast<Eigen::Index>(seed % 5);
+        check(c, q, random_activations(tokens, cols, ++seed));
+      }
+    }
+  }
+}
+
 }  // namespace dilemma::testing

@@ -142,40 +142,32 @@ TEST_CASE("the bfloat16 step layout puts every column of a step under exactly on
 
 TEST_CASE("bfloat16-activation kernels compute Ŵ·x̃ to float rounding, for every kernel set and 1 and 2 threads") {
   parallel::ThreadPool two_threads(2);
-  std::uint32_t seed = 700;
-  for (const testing::IntegerCase& c : testing::integer_cases) {
-    for (Eigen::Index rows : {1, 3, 7, 17}) {
-      // As the int8-activation test: chunks of 8, 4, 2 and 1 steps, rows of one step, and columns past the last step.
-      for (Eigen::Index groups : {1, 2, 3, 4, 8, 9, 17, 37}) {
-        const Eigen::Index cols = groups * c.scheme.group_size;
-        CAPTURE(testing::describe(c));
-        CAPTURE(rows);
-        CAPTURE(cols);
-        const auto q = QuantizedMatrix::quantize(testing::random_weights(rows, cols, ++seed), c.format, c.scheme);
-        const Eigen::Index tokens = 1 + static_cast<Eigen::Index>(seed % 4);
-        const model::Matrix x = testing::random_activations(tokens, cols, ++seed);
-        const model::Matrix rounded = rounded_to_bf16(x);
-        const Eigen::MatrixXd expected = rounded.cast<double>() * q.dequantize().cast<double>().transpose();
-        // The bfloat16 kernel adds (128 + u)·x̃ per weight and takes 128·Σx̃ off per group.
-        const Eigen::MatrixXd tolerance =
-            (1e-5 * rounded.cast<double>().cwiseAbs() * testing::rounding_magnitudes(q, 136).transpose()).array() + 1e-30;
-        for (KernelIsa isa : quant::available_kernel_isas()) {
-          CAPTURE(quant::kernel_isa_name(isa));
-          const model::Matrix y = bf16_product(q, x, isa, nullptr);
-          CHECK(((y.cast<double>() - expected).array().abs() <= tolerance.array()).all());
-          CHECK(bf16_product(q, x, isa, &two_threads) == y);
-          // Each token's GEMV: the kernel this mode has of its own on AVX-512 BF16.
-          for (Eigen::Index t = 0; t < tokens; ++t) {
-            const std::vector<float> decoded =
-                bf16_gemv(q, std::span(x.row(t).data(), static_cast<std::size_t>(cols)), isa, &two_threads);
-            const Eigen::VectorXd error =
-                Eigen::Map<const Eigen::VectorXf>(decoded.data(), rows).cast<double>() - expected.row(t).transpose();
-            CHECK((error.array().abs() <= tolerance.row(t).transpose().array()).all());
-          }
-        }
+  testing::for_each_product_shape(700, [&](const testing::IntegerCase& c, const QuantizedMatrix& q,
+                                           const model::Matrix& x) {
+    const Eigen::Index rows = q.rows(), cols = q.cols();
+    CAPTURE(testing::describe(c));
+    CAPTURE(rows);
+    CAPTURE(cols);
+    const model::Matrix rounded = rounded_to_bf16(x);
+    const Eigen::MatrixXd expected = rounded.cast<double>() * q.dequantize().cast<double>().transpose();
+    // The bfloat16 kernel adds (128 + u)·x̃ per weight and takes 128·Σx̃ off per group.
+    const Eigen::MatrixXd magnitudes = testing::rounding_magnitudes(q, 136).transpose();
+    const Eigen::MatrixXd tolerance = (1e-5 * rounded.cast<double>().cwiseAbs() * magnitudes).array() + 1e-30;
+    for (KernelIsa isa : quant::available_kernel_isas()) {
+      CAPTURE(quant::kernel_isa_name(isa));
+      const model::Matrix y = bf16_product(q, x, isa, nullptr);
+      CHECK(((y.cast<double>() - expected).array().abs() <= tolerance.array()).all());
+      CHECK(bf16_product(q, x, isa, &two_threads) == y);
+      // Each token's GEMV: the kernel this mode has of its own on AVX-512 BF16.
+      for (Eigen::Index t = 0; t < x.rows(); ++t) {
+        const std::vector<float> decoded =
+            bf16_gemv(q, std::span(x.row(t).data(), static_cast<std::size_t>(cols)), isa, &two_threads);
+        const Eigen::VectorXd error =
+            Eigen::Map<const Eigen::VectorXf>(decoded.data(), rows).cast<double>() - expected.row(t).transpose();
+        CHECK((error.array().abs() <= tolerance.row(t).transpose().array()).all());
       }
     }
-  }
+  });
 }
 
 TEST_CASE("activations the bfloat16 int4 layout cannot hold take the float kernels on x̃") {
@@ -187,7 +179,8 @@ TEST_CASE("activations the bfloat16 int4 layout cannot hold take the float kerne
     std::vector<float> x = base;
     for (float& v : x) v *= scale;
     CHECK(quant::detail::int4_bf16_steps(x.data(), 256, 64) == 0);
-    const Eigen::VectorXd expected = q.dequantize().cast<double>() * Eigen::Map<const Eigen::VectorXf>(x.data(), 256).cast<double>();
+    const Eigen::VectorXd expected =
+        q.dequantize().cast<double>() * Eigen::Map<const Eigen::VectorXf>(x.data(), 256).cast<double>();
     for (KernelIsa isa : quant::available_kernel_isas()) {
       CAPTURE(quant::kernel_isa_name(isa));
       const std::vector<float> y = bf16_gemv(q, x, isa);

@@ -118,46 +118,34 @@ TEST_CASE("vectorized rounding gives std::round's code for every activation, hal
 
 TEST_CASE("int8-activation kernels compute Ŵ·x̂ exactly per group, for every kernel set and 1 and 2 threads") {
   parallel::ThreadPool two_threads(2);
-  std::uint32_t seed = 500;
-  for (const testing::IntegerCase& c : testing::integer_cases) {
-    for (Eigen::Index rows : {1, 3, 5, 7, 17}) {
-      // The AVX-512 int4 kernel's 128-column steps with groups of 32 or 64 run in chunks of the
-      // most steps (8, 4, 2 or 1) that divide a row's: 3, 9, 17 and 37 groups give 0, 2, 4 and 9
-      // steps of groups of 32, and 1, 4, 8 and 18 of groups of 64, each with columns left over.
-      // Rows of one chunk of up to four steps and no columns left over have a kernel of their own:
-      // 4 and 8 groups of 32 (one and two steps), 2, 4 and 8 groups of 64 (one, two and four).
-      for (Eigen::Index groups : {1, 2, 3, 4, 8, 9, 17, 37}) {
-        const Eigen::Index cols = groups * c.scheme.group_size;
-        CAPTURE(testing::describe(c));
-        CAPTURE(rows);
-        CAPTURE(cols);
-        const auto q = QuantizedMatrix::quantize(testing::random_weights(rows, cols, ++seed), c.format, c.scheme);
-        const Eigen::Index tokens = 1 + static_cast<Eigen::Index>(seed % 5);
-        const model::Matrix x = testing::random_activations(tokens, cols, ++seed);
-        const Eigen::MatrixXd restored = q.dequantize().cast<double>();
-        const Eigen::MatrixXd magnitudes = testing::rounding_magnitudes(q);
-        Eigen::MatrixXd expected(tokens, rows);
-        Eigen::MatrixXd tolerance(tokens, rows);
-        for (Eigen::Index t = 0; t < tokens; ++t) {
-          const auto codes =
-              quant::quantize_activations(std::span(x.row(t).data(), static_cast<std::size_t>(cols)), c.scheme.group_size);
-          const std::vector<float> rounded = codes.dequantize();
-          const Eigen::VectorXd xd = Eigen::Map<const Eigen::VectorXf>(rounded.data(), cols).cast<double>();
-          expected.row(t) = (restored * xd).transpose();
-          // int32 sums are exact; only the per-group float scaling rounds.
-          tolerance.row(t) = (1e-5 * (magnitudes * xd.cwiseAbs()).array() + 1e-30).transpose();
-        }
-        const model::Matrix scalar = int8_product(q, x, KernelIsa::scalar, nullptr);
-        for (KernelIsa isa : quant::available_kernel_isas()) {
-          CAPTURE(quant::kernel_isa_name(isa));
-          const model::Matrix y = int8_product(q, x, isa, nullptr);
-          CHECK(((y.cast<double>() - expected).array().abs() <= tolerance.array()).all());
-          CHECK(((y - scalar).cast<double>().array().abs() <= 2 * tolerance.array()).all());
-          CHECK(int8_product(q, x, isa, &two_threads) == y);
-        }
-      }
+  testing::for_each_product_shape(500, [&](const testing::IntegerCase& c, const QuantizedMatrix& q,
+                                           const model::Matrix& x) {
+    const Eigen::Index tokens = x.rows(), rows = q.rows(), cols = q.cols();
+    CAPTURE(testing::describe(c));
+    CAPTURE(rows);
+    CAPTURE(cols);
+    const Eigen::MatrixXd restored = q.dequantize().cast<double>();
+    const Eigen::MatrixXd magnitudes = testing::rounding_magnitudes(q);
+    Eigen::MatrixXd expected(tokens, rows);
+    Eigen::MatrixXd tolerance(tokens, rows);
+    for (Eigen::Index t = 0; t < tokens; ++t) {
+      const auto codes =
+          quant::quantize_activations(std::span(x.row(t).data(), static_cast<std::size_t>(cols)), c.scheme.group_size);
+      const std::vector<float> rounded = codes.dequantize();
+      const Eigen::VectorXd xd = Eigen::Map<const Eigen::VectorXf>(rounded.data(), cols).cast<double>();
+      expected.row(t) = (restored * xd).transpose();
+      // int32 sums are exact; only the per-group float scaling rounds.
+      tolerance.row(t) = (1e-5 * (magnitudes * xd.cwiseAbs()).array() + 1e-30).transpose();
     }
-  }
+    const model::Matrix scalar = int8_product(q, x, KernelIsa::scalar, nullptr);
+    for (KernelIsa isa : quant::available_kernel_isas()) {
+      CAPTURE(quant::kernel_isa_name(isa));
+      const model::Matrix y = int8_product(q, x, isa, nullptr);
+      CHECK(((y.cast<double>() - expected).array().abs() <= tolerance.array()).all());
+      CHECK(((y - scalar).cast<double>().array().abs() <= 2 * tolerance.array()).all());
+      CHECK(int8_product(q, x, isa, &two_threads) == y);
+    }
+  });
 }
 
 TEST_CASE("an int8-activation GEMM agrees with each token's GEMV, bit for bit below the panel kernel's tokens") {

@@ -40,7 +40,8 @@ TEST_CASE("dilemma run answers with the single-process model's tokens and report
 TEST_CASE("dilemma run --activations int8 or bf16 gives the tokens of the single-process model run that way") {
   testing::ScratchDir dir;
   const auto prompt = text::BpeTokenizer::load(testing::tiny_opt()).encode("The University of");
-  for (const quant::ActivationPrecision activations : {quant::ActivationPrecision::int8, quant::ActivationPrecision::bf16}) {
+  using quant::ActivationPrecision;
+  for (const ActivationPrecision activations : {ActivationPrecision::int8, ActivationPrecision::bf16}) {
     const std::string name(quant::activation_precision_name(activations));
     CAPTURE(name);
     const auto run = testing::run_cli("run " + common_args(dir) +

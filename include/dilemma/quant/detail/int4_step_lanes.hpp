@@ -37,7 +37,7 @@ struct Int4StepLanes {
 struct Int4Bf16StepLanes {
   Eigen::Index steps = 0;
   std::vector<float> rounded;            // x̃, one per column, for the group sums
-  CacheLineVector<std::uint16_t> lanes;  // 128 per step: vector k (0 … 3), word j = bf16(128·x̃[bf16_step_column(j, k)])
+  CacheLineVector<std::uint16_t> lanes;  // 128 per step: vector k (0 … 3), word j = 128·x̃[bf16_step_column(j, k)]
 };
 
 // The column, within its step, of the low (high = 0) or high nibble of step
