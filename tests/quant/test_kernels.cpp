@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <span>
@@ -185,6 +187,24 @@ TEST_CASE("int4 products of tiny and zero activations match the reference on eve
       check_close(y, ref.y * scale, 2 * scale * ref.tolerance);
     }
   }
+}
+
+TEST_CASE("the AVX-512 float layout of int4 steps is the plain one, bit for bit") {
+#if DILEMMA_QUANT_X86_KERNELS
+  if (!quant::kernel_isa_available(KernelIsa::avx512)) return;
+  for (const Eigen::Index steps : {1, 2, 8, 32}) {
+    CAPTURE(steps);
+    model::Matrix x = testing::random_activations(1, quant::detail::int4_step * steps, static_cast<std::uint32_t>(steps));
+    x(0, 5) = 0x1p-130f;  // scaled by 16^−k it becomes subnormal or zero in both layouts alike
+    x(0, 70) = std::numeric_limits<float>::quiet_NaN();
+    const Eigen::Index cols = x.cols();
+    const auto plain = quant::detail::lay_out_int4_step_lanes(x.data(), cols, 64);
+    REQUIRE(plain.steps == steps);
+    const auto vector = quant::detail::avx512::lay_out_int4_step_lanes(x.data(), steps);
+    REQUIRE(vector.lanes.size() == plain.lanes.size());
+    CHECK(std::memcmp(vector.lanes.data(), plain.lanes.data(), plain.lanes.size() * sizeof(float)) == 0);
+  }
+#endif
 }
 
 // Kernels that split ŵ·x into s·Σu·x + offset·Σx turn ŵ·∞ into ∞ − ∞ = NaN

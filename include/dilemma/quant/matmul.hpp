@@ -215,9 +215,15 @@ inline bool uses_int4_bf16_steps([[maybe_unused]] KernelIsa isa, [[maybe_unused]
 // y = W·x for every row, x as it is.
 inline void gemv_float_activations(const WeightView& w, const float* x, float* y, const KernelContext& context) {
   const unsigned threads = context.pool == nullptr ? 1 : context.pool->size();
-  const bool simd = context.isa == KernelIsa::avx512 || context.isa == KernelIsa::avx2;
-  const Int4StepLanes lanes =
-      simd && w.format == Format::int4 ? lay_out_int4_step_lanes(x, w.cols, w.group_size) : Int4StepLanes{};
+  // The SIMD int4 kernels take x laid out in their steps' order.
+  Int4StepLanes lanes;
+#if DILEMMA_QUANT_X86_KERNELS
+  if (w.format == Format::int4 && context.isa == KernelIsa::avx512) {
+    lanes = avx512::lay_out_int4_step_lanes(x, int4_float_steps(x, w.cols, w.group_size));
+  } else if (w.format == Format::int4 && context.isa == KernelIsa::avx2) {
+    lanes = lay_out_int4_step_lanes(x, w.cols, w.group_size);
+  }
+#endif
   const std::vector<float> sums =
       lanes.steps > 0 || needs_group_sums(context.isa, w) ? group_sums(w, x) : std::vector<float>{};
   for_row_chunks(context.pool, w.rows, gemv_chunk_rows(w.rows, threads), [&](Eigen::Index begin, Eigen::Index end) {

@@ -14,7 +14,8 @@
 //   128·Σx̃ per group. Only the AVX-512 BF16 kernel reads this layout, so
 //   kernels_avx512.hpp builds it, with vector instructions; here are its
 //   definition and when a product takes it.
-// Built once per product.
+// Built once per product; the AVX-512 kernels build both layouts with vector
+// permutations, the AVX2 ones the float layout with the loop below.
 
 #include <array>
 #include <cstddef>
@@ -91,16 +92,24 @@ inline constexpr float int4_step_lanes_min_magnitude = 0x1p-60f;
 // From this largest |x| on, 128·x̃ could overflow; such products take the float kernels.
 inline constexpr float int4_bf16_step_lanes_max_magnitude = 0x1p120f;
 
-// The layout for activations x of a product with `cols` columns, or none
-// (steps = 0) when cols is not a whole number of steps or x is too small.
-inline Int4StepLanes lay_out_int4_step_lanes(const float* x, Eigen::Index cols, Eigen::Index group_size) {
-  Int4StepLanes out;
-  if (cols % int4_step != 0 || !int4_steps_fit(group_size)) return out;
+// The steps of the float layout for activations x of a product with `cols`
+// columns, or 0 (no such layout) when cols is not a whole number of steps or
+// x is too small.
+inline Eigen::Index int4_float_steps(const float* x, Eigen::Index cols, Eigen::Index group_size) {
+  if (cols % int4_step != 0 || !int4_steps_fit(group_size)) return 0;
   // NaNs do not count (PropagateNumbers): x with a NaN still takes this layout, and its products come out NaN.
   const float largest = Eigen::Map<const Eigen::ArrayXf>(x, cols).abs().maxCoeff<Eigen::PropagateNumbers>();
-  if (largest != 0.0f && largest < int4_step_lanes_min_magnitude) return out;
-  out.steps = cols / int4_step;
-  out.lanes.resize(static_cast<std::size_t>(cols));
+  if (largest != 0.0f && largest < int4_step_lanes_min_magnitude) return 0;
+  return cols / int4_step;
+}
+
+// The float layout, or none (steps = 0), in plain C++: the AVX2 kernels' and
+// the reference of the AVX-512 one (kernels_avx512.hpp), which builds the same
+// floats with permutations.
+inline Int4StepLanes lay_out_int4_step_lanes(const float* x, Eigen::Index cols, Eigen::Index group_size) {
+  Int4StepLanes out;
+  out.steps = int4_float_steps(x, cols, group_size);
+  out.lanes.resize(static_cast<std::size_t>(int4_step * out.steps));
   for (Eigen::Index s = 0; s < out.steps; ++s) {
     const float* step_x = x + int4_step * s;
     float* lanes = out.lanes.data() + int4_step * s;

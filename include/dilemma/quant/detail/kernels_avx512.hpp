@@ -445,6 +445,43 @@ struct Bf16Nibbles {
   }
 };
 
+// The float layout of activations x for `steps` steps (int4_step_lanes.hpp;
+// steps from int4_float_steps), the same floats as lay_out_int4_step_lanes
+// there. Vector k of a step holds, block after block, elements k/2, 4 + k/2,
+// 8 + k/2 and 12 + k/2 of the block's first (k even) or second half (k odd),
+// times 16^−k: per half of the four blocks, a transpose of 4 × 4 floats in
+// two-source permutations. The plain loop took 0.5 µs of a 1024-column
+// product and 1.8 µs of a 4096-column one on the Zen 5 host.
+DILEMMA_QUANT_TARGET_AVX512 inline Int4StepLanes lay_out_int4_step_lanes(const float* x, Eigen::Index steps) {
+  Int4StepLanes out{steps, CacheLineVector<float>(static_cast<std::size_t>(int4_step * steps))};
+  // From halves a and b (element 4m + j): element j of a's four groups of four, then of b's, for j = 0 and 1.
+  const __m512i columns_01 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+  const __m512i columns_23 = _mm512_add_epi32(columns_01, _mm512_set1_epi32(2));  // … for j = 2 and 3
+  for (Eigen::Index s = 0; s < steps; ++s) {
+    const float* step_x = x + int4_step * s;
+    float* lanes = out.lanes.data() + int4_step * s;
+    for (int half = 0; half < 2; ++half) {
+      const auto block_half = [&](int block) DILEMMA_QUANT_TARGET_AVX512 {
+        return _mm512_loadu_ps(step_x + 32 * block + 16 * half);
+      };
+      const __m512 first_01 = _mm512_permutex2var_ps(block_half(0), columns_01, block_half(1));
+      const __m512 last_01 = _mm512_permutex2var_ps(block_half(2), columns_01, block_half(3));
+      const __m512 first_23 = _mm512_permutex2var_ps(block_half(0), columns_23, block_half(1));
+      const __m512 last_23 = _mm512_permutex2var_ps(block_half(2), columns_23, block_half(3));
+      // Vector k = 2j + half, scaled by 16^−k.
+      const auto store = [&](int j, __m512 vector) DILEMMA_QUANT_TARGET_AVX512 {
+        const int k = 2 * j + half;
+        _mm512_store_ps(lanes + 16 * k, _mm512_mul_ps(vector, _mm512_set1_ps(step_lane_map.scale[16 * k])));
+      };
+      store(0, _mm512_shuffle_f32x4(first_01, last_01, 0x44));
+      store(1, _mm512_shuffle_f32x4(first_01, last_01, 0xEE));
+      store(2, _mm512_shuffle_f32x4(first_23, last_23, 0x44));
+      store(3, _mm512_shuffle_f32x4(first_23, last_23, 0xEE));
+    }
+  }
+  return out;
+}
+
 // The bfloat16 layout of activations x for `steps` steps (int4_step_lanes.hpp;
 // steps from int4_bf16_steps). x̃ rounds as round_to_bf16 does, which the
 // range check of int4_bf16_steps leaves free of NaN and ±inf. A step's
