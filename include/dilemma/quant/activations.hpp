@@ -23,6 +23,7 @@
 // docs/kernels.md reports both modes' errors against float activations.
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstddef>
@@ -40,6 +41,9 @@ namespace dilemma::quant {
 
 enum class ActivationPrecision { f32, bf16, int8 };
 
+inline constexpr std::array<ActivationPrecision, 3> all_activation_precisions = {
+    ActivationPrecision::f32, ActivationPrecision::bf16, ActivationPrecision::int8};
+
 inline constexpr std::string_view activation_precision_name(ActivationPrecision precision) {
   switch (precision) {
     case ActivationPrecision::f32: return "f32";
@@ -51,8 +55,7 @@ inline constexpr std::string_view activation_precision_name(ActivationPrecision 
 
 // "f32", "bf16" or "int8"; `what` names the setting in the error.
 inline ActivationPrecision parse_activation_precision(std::string_view name, std::string_view what) {
-  for (const ActivationPrecision precision :
-       {ActivationPrecision::f32, ActivationPrecision::bf16, ActivationPrecision::int8}) {
+  for (const ActivationPrecision precision : all_activation_precisions) {
     if (name == activation_precision_name(precision)) return precision;
   }
   dilemma::detail::fail("{}: unknown activation precision \"{}\" (expected f32, bf16 or int8)", what, name);

@@ -106,23 +106,27 @@ inline void gemv_rows(KernelIsa isa, const WeightView& w, const float* x, const 
   check_isa(isa);
 }
 
-// Whether the int8-activation product of `w` runs the AVX-512 VNNI int4
-// kernel, which takes the codes as lay_out_int4_step_codes arranges them.
-inline bool uses_int4_steps([[maybe_unused]] KernelIsa isa, [[maybe_unused]] const WeightView& w) {
+// Whether the int8- or bfloat16-activation product of `w` runs an AVX-512
+// int4 step kernel: with VNNI on codes as lay_out_int4_step_codes arranges
+// them, or with BF16 on activations as avx512::lay_out_int4_bf16_step_lanes
+// arranges them.
+inline bool uses_int4_steps([[maybe_unused]] KernelIsa isa, [[maybe_unused]] const WeightView& w,
+                            [[maybe_unused]] ActivationPrecision activations) {
 #if DILEMMA_QUANT_X86_KERNELS
-  return isa == KernelIsa::avx512 && cpu_has_avx512_vnni() && w.format == Format::int4 &&
-         int4_steps_fit(w.group_size);
+  const bool instructions = (activations == ActivationPrecision::int8 && cpu_has_avx512_vnni()) ||
+                            (activations == ActivationPrecision::bf16 && cpu_has_avx512_bf16());
+  return isa == KernelIsa::avx512 && instructions && w.format == Format::int4 && int4_steps_fit(w.group_size);
 #else
   return false;
 #endif
 }
 
-// `steps`: the codes laid out when uses_int4_steps(isa, w), unused otherwise.
+// `steps`: the codes laid out when uses_int4_steps(isa, w, int8), unused otherwise.
 inline void gemv_rows_int8_activations(KernelIsa isa, const WeightView& w, const QuantizedActivations& x,
                                        const Int4StepCodes& steps, float* y, Eigen::Index begin, Eigen::Index end,
                                        [[maybe_unused]] RowOrder order) {
 #if DILEMMA_QUANT_X86_KERNELS
-  if (uses_int4_steps(isa, w)) {
+  if (uses_int4_steps(isa, w, ActivationPrecision::int8)) {
     avx512::gemv_rows_int4_steps(w, x, steps, y, begin, end, order);
     return;
   }
@@ -201,17 +205,6 @@ inline std::vector<float>& panel_buffer() {
 }
 
 
-// Whether the bfloat16-activation product of `w` runs the AVX-512 BF16 int4
-// kernel, which takes the activations as lay_out_int4_bf16_step_lanes arranges them.
-inline bool uses_int4_bf16_steps([[maybe_unused]] KernelIsa isa, [[maybe_unused]] const WeightView& w) {
-#if DILEMMA_QUANT_X86_KERNELS
-  return isa == KernelIsa::avx512 && cpu_has_avx512_bf16() && w.format == Format::int4 &&
-         int4_steps_fit(w.group_size);
-#else
-  return false;
-#endif
-}
-
 // y = W·x for every row, x as it is.
 inline void gemv_float_activations(const WeightView& w, const float* x, float* y, const KernelContext& context) {
   const unsigned threads = context.pool == nullptr ? 1 : context.pool->size();
@@ -247,8 +240,9 @@ inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<f
   const unsigned threads = context.pool == nullptr ? 1 : context.pool->size();
   if (context.activations == ActivationPrecision::int8 && is_integer_format(w.format())) {
     const QuantizedActivations codes = quantize_activations(x, view.group_size);
-    const detail::Int4StepCodes steps =
-        detail::uses_int4_steps(context.isa, view) ? detail::lay_out_int4_step_codes(codes) : detail::Int4StepCodes{};
+    const detail::Int4StepCodes steps = detail::uses_int4_steps(context.isa, view, ActivationPrecision::int8)
+                                            ? detail::lay_out_int4_step_codes(codes)
+                                            : detail::Int4StepCodes{};
     detail::for_row_chunks(context.pool, w.rows(), detail::gemv_chunk_rows(w.rows(), threads),
                            [&](Eigen::Index begin, Eigen::Index end) {
                              detail::gemv_rows_int8_activations(context.isa, view, codes, steps, y.data(), begin, end,
@@ -258,7 +252,7 @@ inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<f
   }
   if (context.activations == ActivationPrecision::bf16 && is_integer_format(w.format())) {
 #if DILEMMA_QUANT_X86_KERNELS
-    if (uses_int4_bf16_steps(context.isa, view)) {
+    if (uses_int4_steps(context.isa, view, ActivationPrecision::bf16)) {
       if (const Eigen::Index steps = int4_bf16_steps(x.data(), view.cols, view.group_size); steps > 0) {
         const Int4Bf16StepLanes lanes = avx512::lay_out_int4_bf16_step_lanes(x.data(), steps);
         const std::vector<float> sums = group_sums(view, lanes.rounded.data());
@@ -306,7 +300,7 @@ inline void gemm_int8_activations(const QuantizedMatrix& w, const model::Matrix&
   }
 #endif
   std::vector<Int4StepCodes> steps(tokens);
-  if (uses_int4_steps(context.isa, view)) {
+  if (uses_int4_steps(context.isa, view, ActivationPrecision::int8)) {
     for (std::size_t t = 0; t < tokens; ++t) steps[t] = lay_out_int4_step_codes(codes[t]);
   }
   for_row_chunks(context.pool, w.rows(), chunk_rows, [&](Eigen::Index begin, Eigen::Index end) {

@@ -82,7 +82,6 @@ inline constexpr StepLaneMap step_lane_map = [] {
   return map;
 }();
 
-
 // Below this largest |x|, x·16^−7 would leave float's normal range and lose
 // bits; such products take the kernel that decodes weights instead. The
 // bfloat16 layout, whose vdpbf16ps reads subnormals as zero, keeps the same
