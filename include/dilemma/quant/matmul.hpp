@@ -176,13 +176,19 @@ void for_row_chunks(parallel::ThreadPool* pool, Eigen::Index count, Eigen::Index
                      });
 }
 
-// Rows per GEMV chunk: about eight chunks per thread, so that a thread slowed
-// down by another process hands its share to the others, but never so few
-// rows that taking a chunk costs more than computing it; a multiple of the
-// kernels' 8-row blocks.
+// Rows per GEMV chunk: one contiguous share per thread (a multiple of the
+// kernels' 8-row blocks, at least 16 rows), so that every thread reads its
+// weights as one stream. Each chunk boundary restarts a stream: the kernels'
+// prefetch runs up to 16 KiB past the chunk into rows another thread reads,
+// and the first rows of the next chunk come without one. With eight chunks per
+// thread, which let a thread slowed down by another process hand its share to
+// the others, two threads streamed q/k/v at 34–35 % of the two-thread read
+// bandwidth and fc1 at 58–62 %; with one chunk each, at 55 % and 72–76 %
+// (docs/performance.md, "One chunk per thread"). A thread that has not woken
+// yet still leaves its chunk to the others, as chunks are taken, not assigned.
 inline Eigen::Index gemv_chunk_rows(Eigen::Index rows, unsigned threads) {
-  const Eigen::Index per_chunk = (rows + 8 * threads - 1) / (8 * static_cast<Eigen::Index>(threads));
-  return std::max<Eigen::Index>(16, (per_chunk + 7) / 8 * 8);
+  const Eigen::Index per_thread = (rows + threads - 1) / static_cast<Eigen::Index>(threads);
+  return std::max<Eigen::Index>(16, (per_thread + 7) / 8 * 8);
 }
 
 // Rows of `row_bytes` each that fit in `bytes` (at least 16), a multiple of
