@@ -35,6 +35,7 @@
 #include "dilemma/model/opt_model.hpp"
 #include "dilemma/model/random_model.hpp"
 #include "dilemma/parallel/thread_pool.hpp"
+#include "dilemma/quant/activations.hpp"
 #include "dilemma/quant/format.hpp"
 #include "dilemma/version.hpp"
 #include "machine_info.hpp"
@@ -392,7 +393,7 @@ int main(int argc, char** argv) {
   app.add_option("--activations", settings.activations,
                  "Activations of the integer formats' products: f32, bf16 (rounded to bfloat16), or int8 (rounded per "
                  "group, integer dot products)")
-      ->check(CLI::IsMember({"f32", "bf16", "int8"}))
+      ->check(CLI::IsMember(dilemma::quant::activation_precision_names()))
       ->capture_default_str();
   app.add_option("--tiny-opt-dir", settings.tiny_opt_dir, "The tiny-opt checkpoint directory")->capture_default_str();
   app.add_option("-P,--prompt-tokens", settings.prompt_tokens, "Prompt length of each prefill")

@@ -51,6 +51,7 @@
 #include "dilemma/model/checkpoint.hpp"
 #include "dilemma/model/stage.hpp"
 #include "dilemma/parallel/thread_pool.hpp"
+#include "dilemma/quant/activations.hpp"
 #include "dilemma/quant/matmul.hpp"
 #include "dilemma/quant/quantized_matrix.hpp"
 #include "dilemma/text/bpe_tokenizer.hpp"
@@ -711,7 +712,7 @@ int main(int argc, char** argv) {
   app.add_option("--activations", settings.activations,
                  "Activation precisions for integer weights (f32, bf16, int8), comma-separated")
       ->delimiter(',')
-      ->check(CLI::IsMember({"f32", "bf16", "int8"}))
+      ->check(CLI::IsMember(dilemma::quant::activation_precision_names()))
       ->capture_default_str();
   app.add_option("--group-size", settings.group_size, "Group size of the integer formats")->capture_default_str();
   app.add_flag("--asymmetric", settings.asymmetric, "Asymmetric int4 (scale and offset per group)");

@@ -1,5 +1,6 @@
 #include "model_options.hpp"
 
+#include "dilemma/quant/activations.hpp"
 #include "dilemma/quant/format_assignment.hpp"
 
 namespace dilemma::cli {
@@ -27,7 +28,7 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
                   "Activations of the int8/int4 weights' products: f32; bf16 (rounded to bfloat16; faster int4 on "
                   "AVX-512 BF16); or int8 (rounded per group; integer dot products). Errors: docs/kernels.md")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "bf16", "int8"}));
+      ->check(CLI::IsMember(quant::activation_precision_names()));
 }
 
 std::vector<std::string> LoadedModel::format_names() const {

@@ -18,6 +18,7 @@
 #include "dilemma/cost/profiler.hpp"
 #include "dilemma/model/opt_model.hpp"
 #include "dilemma/parallel/thread_pool.hpp"
+#include "dilemma/quant/activations.hpp"
 #include "dilemma/quant/calibration/calibrate.hpp"
 #include "dilemma/quant/kernel_isa.hpp"
 #include "dilemma/text/bpe_tokenizer.hpp"
@@ -164,7 +165,7 @@ void add_profile_command(CLI::App& app) {
                       "Activations of the int8/int4 products timed: f32, bf16 or int8 (as the plan will run with "
                       "--activations)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "bf16", "int8"}));
+      ->check(CLI::IsMember(quant::activation_precision_names()));
   command->add_option("--machine", options->machine, "Name of this machine in the profile");
   command->add_option("--out", options->out_file, "Write the profile JSON to this file");
   command->add_flag("--json", options->json, "Print the profile JSON instead of a table");

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dilemma/error.hpp"
+#include "dilemma/quant/activations.hpp"
 #include "dilemma/runtime/fault.hpp"
 #include "dilemma/runtime/report.hpp"
 #include "dilemma/text/bpe_tokenizer.hpp"
@@ -67,7 +68,7 @@ inline void add_runtime_options(CLI::App& command, RuntimeCliOptions& options) {
                      "Activations of the int8/int4 stages' products: f32, bf16 or int8 (faster; profile the plan's "
                      "costs with the same setting)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "bf16", "int8"}));
+      ->check(CLI::IsMember(quant::activation_precision_names()));
   command.add_option("--group-size", options.group_size, "Group size of integer formats (as the plan was made with)")
       ->capture_default_str();
   command.add_flag("--int4-asymmetric", options.int4_asymmetric, "int4 with per-group offsets");

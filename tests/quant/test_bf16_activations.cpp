@@ -11,6 +11,7 @@
 #include <limits>
 #include <random>
 #include <span>
+#include <string>
 #include <vector>
 
 #include <fmt/format.h>
@@ -97,6 +98,12 @@ TEST_CASE("activations round to the nearest bfloat16, ties to even, as Eigen::bf
   CHECK(quant::activation_precision_name(ActivationPrecision::bf16) == "bf16");
   CHECK_THROWS_WITH_AS(quant::parse_activation_precision("fp16", "--activations"),
                        "--activations: unknown activation precision \"fp16\" (expected f32, bf16 or int8)", Error);
+  // The command-line choices: every name, each parsing back to its precision.
+  const std::vector<std::string> names = quant::activation_precision_names();
+  CHECK(names == std::vector<std::string>{"f32", "bf16", "int8"});
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    CHECK(quant::parse_activation_precision(names[i], "--activations") == quant::all_activation_precisions[i]);
+  }
 }
 
 TEST_CASE("the bfloat16 step layout puts every column of a step under exactly one nibble, as 128·x̃") {

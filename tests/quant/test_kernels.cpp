@@ -151,6 +151,18 @@ TEST_CASE("gemv and gemm of every kernel set match the reference, with 1 and 2 t
   }
 }
 
+// A GEMV gives each thread one contiguous share of the rows, so that each
+// reads its weights as one stream (docs/kernels.md, "Threads").
+TEST_CASE("a GEMV's chunks: one per thread, in whole 8-row blocks, at least 16 rows") {
+  using quant::detail::gemv_chunk_rows;
+  CHECK(gemv_chunk_rows(1024, 1) == 1024);
+  CHECK(gemv_chunk_rows(1024, 2) == 512);
+  CHECK(gemv_chunk_rows(50272, 2) == 25136);
+  CHECK(gemv_chunk_rows(301, 2) == 152);  // 151 rounded up to a block: the second chunk has 149 rows
+  CHECK(gemv_chunk_rows(1000, 3) == 336);
+  CHECK(gemv_chunk_rows(20, 4) == 16);
+}
+
 TEST_CASE("many chunks and panels: a 301-row weight with 1024 columns") {
   parallel::ThreadPool two_threads(2);
   for (const Case& c :

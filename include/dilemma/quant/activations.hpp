@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -51,6 +52,16 @@ inline constexpr std::string_view activation_precision_name(ActivationPrecision 
     case ActivationPrecision::int8: return "int8";
   }
   return "f32";
+}
+
+// Every activation_precision_name, in all_activation_precisions' order: the
+// choices of a command-line option.
+inline std::vector<std::string> activation_precision_names() {
+  std::vector<std::string> names;
+  for (const ActivationPrecision precision : all_activation_precisions) {
+    names.emplace_back(activation_precision_name(precision));
+  }
+  return names;
 }
 
 // "f32", "bf16" or "int8"; `what` names the setting in the error.
