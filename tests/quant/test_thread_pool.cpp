@@ -3,8 +3,10 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "dilemma/parallel/thread_pool.hpp"
@@ -28,6 +30,29 @@ TEST_CASE("every index runs exactly once, in chunks no longer than asked") {
       }
     }
   }
+}
+
+TEST_CASE("without a pool, for_each_chunk runs the same chunks in order on the calling thread") {
+  CHECK(parallel::thread_count(nullptr) == 1);
+  for (std::size_t chunk : {0u, 1u, 3u, 5000u}) {
+    std::vector<std::pair<std::size_t, std::size_t>> chunks;
+    parallel::for_each_chunk(nullptr, 7, chunk, [&](std::size_t begin, std::size_t end) {
+      chunks.emplace_back(begin, end);
+    });
+    std::vector<std::pair<std::size_t, std::size_t>> expected;
+    const std::size_t step = std::max<std::size_t>(chunk, 1);
+    for (std::size_t begin = 0; begin < 7; begin += step) {
+      expected.emplace_back(begin, std::min<std::size_t>(7, begin + step));
+    }
+    CHECK(chunks == expected);
+  }
+  parallel::ThreadPool pool(2);
+  CHECK(parallel::thread_count(&pool) == 2);
+  std::vector<std::atomic<int>> hits(100);
+  parallel::for_each_chunk(&pool, hits.size(), 10, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) ++hits[i];
+  });
+  for (const auto& hit : hits) CHECK(hit.load() == 1);
 }
 
 TEST_CASE("thousands of short loops in a row complete (the workers' wake-up path)") {

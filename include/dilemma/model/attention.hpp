@@ -83,16 +83,11 @@ struct SelfAttention {
   void attend_one_token(const Matrix& query, const Keys& keys, const Values& values, Eigen::Index head_dim,
                         Matrix& attended, parallel::ThreadPool* pool) const {
     const auto heads = static_cast<std::size_t>(num_heads);
-    const std::size_t threads = pool == nullptr ? 1 : pool->size();
-    const auto attend = [&](std::size_t first, std::size_t last) {
+    const std::size_t threads = parallel::thread_count(pool);
+    parallel::for_each_chunk(pool, heads, (heads + threads - 1) / threads, [&](std::size_t first, std::size_t last) {
       attend_heads(query, keys, values, head_dim, static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(last),
                    attended);
-    };
-    if (pool == nullptr) {
-      attend(0, heads);
-    } else {
-      pool->parallel_for(heads, (heads + threads - 1) / threads, attend);
-    }
+    });
   }
 
   // attend_one_token for heads [first, last).

@@ -190,4 +190,20 @@ class ThreadPool {
   std::vector<std::jthread> workers_;
 };
 
+// Threads that take part in a loop on `pool`: its size, or 1 (the calling
+// thread) without a pool.
+inline unsigned thread_count(const ThreadPool* pool) noexcept { return pool == nullptr ? 1 : pool->size(); }
+
+// ThreadPool::parallel_for on `pool`, or the same chunks in order on the
+// calling thread when `pool` is null (the library's "no pool" setting).
+template <typename Body>
+void for_each_chunk(ThreadPool* pool, std::size_t count, std::size_t chunk, Body&& body) {
+  if (pool == nullptr) {
+    if (chunk == 0) chunk = 1;
+    for (std::size_t begin = 0; begin < count; begin += chunk) body(begin, std::min(count, begin + chunk));
+    return;
+  }
+  pool->parallel_for(count, chunk, std::forward<Body>(body));
+}
+
 }  // namespace dilemma::parallel

@@ -163,17 +163,13 @@ inline void dequantize_rows(KernelIsa isa, const WeightView& w, Eigen::Index beg
   check_isa(isa);
 }
 
-// Runs body(begin, end) over [0, count) in chunks, on the pool when there is one.
+// parallel::for_each_chunk over rows, which Eigen counts as Eigen::Index.
 template <typename Body>
 void for_row_chunks(parallel::ThreadPool* pool, Eigen::Index count, Eigen::Index chunk, Body&& body) {
-  if (pool == nullptr) {
-    for (Eigen::Index begin = 0; begin < count; begin += chunk) body(begin, std::min(count, begin + chunk));
-    return;
-  }
-  pool->parallel_for(static_cast<std::size_t>(count), static_cast<std::size_t>(chunk),
-                     [&body](std::size_t begin, std::size_t end) {
-                       body(static_cast<Eigen::Index>(begin), static_cast<Eigen::Index>(end));
-                     });
+  parallel::for_each_chunk(pool, static_cast<std::size_t>(count), static_cast<std::size_t>(chunk),
+                           [&body](std::size_t begin, std::size_t end) {
+                             body(static_cast<Eigen::Index>(begin), static_cast<Eigen::Index>(end));
+                           });
 }
 
 // Rows per GEMV chunk: one contiguous share per thread (a multiple of the
@@ -210,10 +206,9 @@ inline std::vector<float>& panel_buffer() {
   return buffer;
 }
 
-
 // y = W·x for every row, x as it is.
 inline void gemv_float_activations(const WeightView& w, const float* x, float* y, const KernelContext& context) {
-  const unsigned threads = context.pool == nullptr ? 1 : context.pool->size();
+  const unsigned threads = parallel::thread_count(context.pool);
   // The SIMD int4 kernels take x laid out in their steps' order.
   Int4StepLanes lanes;
 #if DILEMMA_QUANT_X86_KERNELS
@@ -243,7 +238,7 @@ inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<f
   }
   detail::check_isa(context.isa);
   const auto view = detail::WeightView::of(w);
-  const unsigned threads = context.pool == nullptr ? 1 : context.pool->size();
+  const unsigned threads = parallel::thread_count(context.pool);
   if (context.activations == ActivationPrecision::int8 && is_integer_format(w.format())) {
     const QuantizedActivations codes = quantize_activations(x, view.group_size);
     const detail::Int4StepCodes steps = detail::uses_int4_steps(context.isa, view, ActivationPrecision::int8)
