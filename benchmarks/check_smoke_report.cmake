@@ -6,16 +6,7 @@ if(NOT exit_code EQUAL 0)
   message(FATAL_ERROR "bench_model --quick exited with ${exit_code}")
 endif()
 file(READ ${REPORT} report)
-
-# string(JSON) stops with an error naming the path when the report does not
-# parse or a field is missing.
-function(require_positive)
-  string(JSON value GET "${report}" ${ARGN})
-  if(NOT value GREATER 0)
-    string(REPLACE ";" "." path "${ARGN}")
-    message(FATAL_ERROR "${REPORT}: ${path} is ${value}, expected a positive number")
-  endif()
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/smoke_report.cmake)
 
 foreach(threads single_thread all_threads)
   require_positive(memory_read_bandwidth ${threads} gigabytes_per_second median)

@@ -8,7 +8,11 @@
 //     together exceed the last-level cache many times over, as a model's
 //     layers do, so that every product streams its weights from DRAM; the
 //     report gives the weight bytes read per second and that as a fraction of
-//     the streaming-read bandwidth with the same number of threads.
+//     the streaming-read bandwidth with the same number of threads. It also
+//     gives the GEMV against a plain read of the same copies, matrix by
+//     matrix: separate matrices read slower than the one long buffer of the
+//     bandwidth probe even without arithmetic, and the second ratio tells the
+//     kernel's share of the gap from the layout's.
 //   * GEMM (prefill) is compute-bound; the report gives GFLOP/s (2·T·rows·cols
 //     per product) and, for comparison with GEMV, the weight bytes per second.
 //   * The group-size sweep weighs what a group size costs (bits per weight,
@@ -27,12 +31,14 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -135,6 +141,40 @@ double fastest_read_rate(std::span<const float> buffer, parallel::ThreadPool& po
   return fastest;
 }
 
+// Σ of `bytes` as 64-bit words: a linear read that keeps up with DRAM.
+std::uint64_t word_sum(std::span<const std::byte> bytes) {
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i + sizeof(sum) <= bytes.size(); i += sizeof(sum)) {
+    std::uint64_t word;
+    std::memcpy(&word, bytes.data() + i, sizeof(word));
+    sum += word;
+  }
+  return sum;
+}
+
+// Bytes/s of reading the storage of every copy once, one matrix after the
+// other and each split into one contiguous share per thread, as a GEMV pass
+// reads them (one pool call per matrix, like the kernels), without arithmetic.
+double copies_read_rate(const std::vector<QuantizedMatrix>& copies, parallel::ThreadPool& pool) {
+  std::vector<std::uint64_t> partial(pool.size());
+  std::size_t bytes = 0;
+  const auto start = Clock::now();
+  for (const auto& q : copies) {
+    const std::span<const std::byte> storage = q.storage();
+    const std::size_t share = (storage.size() + pool.size() - 1) / pool.size();
+    pool.parallel_for(pool.size(), 1, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t t = begin; t < end; ++t) {
+        const std::size_t first = std::min(storage.size(), t * share);
+        partial[t] += word_sum(storage.subspan(first, std::min(share, storage.size() - first)));
+      }
+    });
+    bytes += storage.size();
+  }
+  const double seconds = seconds_since(start);
+  read_sink = static_cast<float>(std::accumulate(partial.begin(), partial.end(), std::uint64_t{0}));
+  return static_cast<double>(bytes) / seconds;
+}
+
 std::vector<double> read_bandwidth_samples(std::span<const float> buffer, parallel::ThreadPool& pool, int repetitions) {
   timed_read(buffer, pool, ReadPattern::linear);  // warm-up: faults nothing in (the buffer is filled) but wakes the workers
   std::vector<double> rates;
@@ -205,23 +245,33 @@ std::vector<QuantizedMatrix> cold_copies(const QuantizedMatrix& q, std::size_t w
 struct Timing {
   Summary seconds;                     // per product
   Summary fraction_of_read_bandwidth;  // weight bytes/s over the neighbouring probe's bytes/s
+  // GEMV only: weight bytes/s over a plain read of the same copies just before (copies_read_rate)
+  std::optional<Summary> fraction_of_copies_read;
 };
 
+// `copies`: when given, each repetition also reads them plainly (copies_read_rate) for the second ratio.
 template <typename Pass>
 Timing time_paired(Pass&& pass, std::size_t passes_per_sample, std::size_t weight_bytes,
-                   std::span<const float> bandwidth_buffer, parallel::ThreadPool& pool, int repetitions) {
+                   std::span<const float> bandwidth_buffer, parallel::ThreadPool& pool, int repetitions,
+                   const std::vector<QuantizedMatrix>* copies = nullptr) {
   pass();  // warm-up
   std::vector<double> seconds;
   std::vector<double> fractions;
+  std::vector<double> copies_fractions;
   for (int rep = 0; rep < repetitions; ++rep) {
     const double read_rate = fastest_read_rate(bandwidth_buffer, pool);
+    const double copies_rate = copies != nullptr ? copies_read_rate(*copies, pool) : 0.0;
     const auto start = Clock::now();
     pass();
     const double per_product = seconds_since(start) / static_cast<double>(passes_per_sample);
     seconds.push_back(per_product);
-    fractions.push_back(static_cast<double>(weight_bytes) / per_product / read_rate);
+    const double weight_rate = static_cast<double>(weight_bytes) / per_product;
+    fractions.push_back(weight_rate / read_rate);
+    if (copies != nullptr) copies_fractions.push_back(weight_rate / copies_rate);
   }
-  return {summarize(std::move(seconds)), summarize(std::move(fractions))};
+  Timing timing{summarize(std::move(seconds)), summarize(std::move(fractions)), std::nullopt};
+  if (copies != nullptr) timing.fraction_of_copies_read = summarize(std::move(copies_fractions));
+  return timing;
 }
 
 // GEMV: one sample is a pass over all copies.
@@ -235,7 +285,7 @@ Timing time_gemv(const std::vector<QuantizedMatrix>& copies, const quant::Kernel
     for (const auto& q : copies) quant::gemv(q, input, y, context);
   };
   const Timing timing =
-      time_paired(pass, copies.size(), copies.front().bytes(), bandwidth_buffer, *context.pool, repetitions);
+      time_paired(pass, copies.size(), copies.front().bytes(), bandwidth_buffer, *context.pool, repetitions, &copies);
   read_sink = y.front();
   return timing;
 }
@@ -413,6 +463,7 @@ std::vector<ActivationError> activation_errors(const std::string& tiny_opt_dir, 
 
 void to_json(nlohmann::json& json, const Timing& timing) {
   json = {{"seconds", timing.seconds}, {"fraction_of_read_bandwidth", timing.fraction_of_read_bandwidth}};
+  if (timing.fraction_of_copies_read) json["fraction_of_copies_read"] = *timing.fraction_of_copies_read;
 }
 
 nlohmann::json measurement_json(const Measurement& m) {
@@ -429,6 +480,7 @@ nlohmann::json measurement_json(const Measurement& m) {
                       {"seconds", m.timing.seconds},
                       {"weight_gigabytes_per_second_at_median", m.weight_gigabytes_per_second()},
                       {"fraction_of_read_bandwidth", m.timing.fraction_of_read_bandwidth}};
+  if (m.timing.fraction_of_copies_read) j["fraction_of_copies_read"] = *m.timing.fraction_of_copies_read;
   if (m.kind == "gemm") j["gigaflops_per_second_at_median"] = m.gigaflops();
   return j;
 }
@@ -471,11 +523,12 @@ void print_tables(const std::vector<Measurement>& results, const std::map<unsign
     const bool gemv = std::string_view(kind) == "gemv";
     fmt::print(stderr,
                "\n{} — median [min-max] of {} repetitions{}; of BW: weight bytes/s over the read bandwidth "
-               "probed just before each repetition (median of the ratios)\n",
+               "probed just before each repetition (median of the ratios){}\n",
                gemv ? "GEMV y = W·x (decode), weights streamed from DRAM" : "GEMM Y = X·Wᵀ (prefill)",
-               settings.repetitions, gemv ? "" : fmt::format(", {} tokens", settings.prefill_tokens));
+               settings.repetitions, gemv ? "" : fmt::format(", {} tokens", settings.prefill_tokens),
+               gemv ? "; of read: over a plain read of the same copies just before" : "");
     fmt::print(stderr, "{:<16} {:>12} {:<6} {:<4} {:<7} {:>3} {:>9} {:>26} {:>9} {:>8}{}\n", "role", "shape", "format",
-               "act", "kernels", "thr", "MB", gemv ? "µs" : "ms", "GB/s", "of BW", gemv ? "" : "   GFLOP/s");
+               "act", "kernels", "thr", "MB", gemv ? "µs" : "ms", "GB/s", "of BW", gemv ? "  of read" : "   GFLOP/s");
     for (const auto& m : results) {
       if (m.kind != kind) continue;
       fmt::print(
@@ -485,7 +538,8 @@ void print_tables(const std::vector<Measurement>& results, const std::map<unsign
           static_cast<double>(m.bytes) / 1e6,
           summary_text(m.timing.seconds, gemv ? 1e6 : 1e3, gemv ? "{:.1f} [{:.1f}-{:.1f}]" : "{:.2f} [{:.2f}-{:.2f}]"),
           m.weight_gigabytes_per_second(), 100 * m.timing.fraction_of_read_bandwidth.median,
-          gemv ? "" : fmt::format(" {:>9.1f}", m.gigaflops()));
+          m.timing.fraction_of_copies_read ? fmt::format(" {:>8.0f}%", 100 * m.timing.fraction_of_copies_read->median)
+                                           : fmt::format(" {:>9.1f}", m.gigaflops()));
     }
   }
   if (!activation_errors.empty()) {
