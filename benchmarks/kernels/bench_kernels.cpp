@@ -141,7 +141,9 @@ double fastest_read_rate(std::span<const float> buffer, parallel::ThreadPool& po
   return fastest;
 }
 
-// Σ of `bytes` as 64-bit words: a linear read that keeps up with DRAM.
+// Σ of `bytes` as 64-bit words: a linear read that keeps up with DRAM. Not
+// read_sum, which adds floats: integer codes read as floats are denormals and
+// NaNs, whose arithmetic some CPUs slow down, and the read would time that.
 std::uint64_t word_sum(std::span<const std::byte> bytes) {
   std::uint64_t sum = 0;
   for (std::size_t i = 0; i + sizeof(sum) <= bytes.size(); i += sizeof(sum)) {
