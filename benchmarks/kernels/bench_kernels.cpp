@@ -376,6 +376,45 @@ std::vector<model::Matrix> trained_weights(const std::string& dir) {
   return weights;
 }
 
+// ---------------------------------------------------------------- activation rounding
+
+// How long rounding one activation vector to int8 takes: a product with int8
+// activations does it once per GEMV, and once per token in a GEMM, before any
+// weight is read. Per call, for the reference (quant::quantize_activations)
+// and for each kernel set's version of it, on vectors as long as the inputs of
+// OPT-350m's lm_head (512), q/k/v/out and fc1 (1024), and fc2 (4096).
+struct RoundingTime {
+  std::string rounding;  // "reference" or a kernel set
+  Eigen::Index columns;
+  Summary nanoseconds;  // per call
+};
+
+std::vector<RoundingTime> time_activation_rounding(const std::vector<KernelIsa>& isas, Eigen::Index group_size,
+                                                   int repetitions) {
+  constexpr int calls_per_sample = 1000;
+  std::vector<RoundingTime> times;
+  for (const Eigen::Index columns : {512, 1024, 4096}) {
+    if (columns % group_size != 0) continue;
+    const model::Matrix x = random_weights(1, columns, 11);
+    const std::span<const float> values(x.data(), static_cast<std::size_t>(columns));
+    const auto time = [&](std::string rounding, const auto& round) {
+      std::vector<double> samples;
+      for (int r = 0; r < repetitions; ++r) {
+        const auto start = Clock::now();
+        for (int call = 0; call < calls_per_sample; ++call) read_sink = static_cast<float>(round().sums[0]);
+        samples.push_back(seconds_since(start) / calls_per_sample * 1e9);
+      }
+      times.push_back({std::move(rounding), columns, summarize(std::move(samples))});
+    };
+    time("reference", [&] { return quant::quantize_activations(values, group_size); });
+    for (KernelIsa isa : isas) {
+      time(std::string(quant::kernel_isa_name(isa)),
+           [&] { return quant::detail::quantize_activations_with(isa, values, group_size); });
+    }
+  }
+  return times;
+}
+
 // ---------------------------------------------------------------- activation error
 
 // How far bfloat16 or int8 activations move a layer's output, on the
@@ -675,6 +714,12 @@ void run(const Settings& settings, const std::string& command_line) {
     }
   }
 
+  std::vector<RoundingTime> rounding;
+  if (std::ranges::find(activation_modes, ActivationPrecision::int8) != activation_modes.end()) {
+    fmt::print(stderr, "rounding activations to int8\n");
+    rounding = time_activation_rounding(isas, settings.group_size, settings.repetitions);
+  }
+
   std::vector<ActivationError> errors;
   if (settings.activation_error_tokens > 0) {
     fmt::print(stderr, "bf16- and int8-activation error on tiny-opt\n");
@@ -715,6 +760,13 @@ void run(const Settings& settings, const std::string& command_line) {
           p.relative_error_trained < 0 ? nlohmann::json(nullptr) : nlohmann::json(p.relative_error_trained)},
          {"gemv_one_thread", p.gemv}});
   }
+  report["int8_activation_rounding"] = nlohmann::json::array();
+  for (const auto& t : rounding) {
+    report["int8_activation_rounding"].push_back({{"rounding", t.rounding},
+                                                  {"columns", t.columns},
+                                                  {"group_size", settings.group_size},
+                                                  {"nanoseconds_per_call", t.nanoseconds}});
+  }
   report["activation_error_tiny_opt"] = nlohmann::json::array();
   for (const auto& e : errors) {
     report["activation_error_tiny_opt"].push_back(
@@ -732,6 +784,14 @@ void run(const Settings& settings, const std::string& command_line) {
                summary_text(read.gigabytes_per_second, 1, "{:.1f} [{:.1f}-{:.1f}]"));
   }
   print_tables(results, bandwidth, sweep, errors, settings);
+  if (!rounding.empty()) {
+    fmt::print(stderr, "\nrounding activations to int8 (groups of {}), ns per call, median [min-max] of {} samples:\n",
+               settings.group_size, settings.repetitions);
+    for (const auto& t : rounding) {
+      fmt::print(stderr, "  {:>5} columns, {:<9} {}\n", t.columns, t.rounding,
+                 summary_text(t.nanoseconds, 1, "{:.0f} [{:.0f}-{:.0f}]"));
+    }
+  }
 }
 
 // --quick shrinks every size the user did not set, for a smoke run of seconds.

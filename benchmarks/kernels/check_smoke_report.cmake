@@ -1,7 +1,8 @@
 # Runs `bench_kernels --quick --kernels scalar,auto` and checks its JSON report:
 # it must parse, and every product must have a positive time and fraction of
 # the read bandwidth, every GEMV also a positive fraction of a plain read of
-# its weight copies.
+# its weight copies; rounding activations to int8 must have positive times for
+# the reference and for both kernel sets.
 # Usage: cmake -DBENCH_KERNELS=<path> -DREPORT=<json path> -P check_smoke_report.cmake
 execute_process(COMMAND ${BENCH_KERNELS} --quick --kernels scalar,auto --out ${REPORT} RESULT_VARIABLE exit_code)
 if(NOT exit_code EQUAL 0)
@@ -28,3 +29,13 @@ endforeach()
 if(gemv_count EQUAL 0)
   message(FATAL_ERROR "${REPORT}: no GEMV results")
 endif()
+
+string(JSON rounding_count LENGTH "${report}" int8_activation_rounding)
+# Three vector lengths, each with the reference and the two kernel sets.
+if(rounding_count LESS 9)
+  message(FATAL_ERROR "${REPORT}: ${rounding_count} int8_activation_rounding entries, expected 9")
+endif()
+math(EXPR last_rounding "${rounding_count} - 1")
+foreach(i RANGE ${last_rounding})
+  require_positive(int8_activation_rounding ${i} nanoseconds_per_call median)
+endforeach()

@@ -116,6 +116,50 @@ TEST_CASE("vectorized rounding gives std::round's code for every activation, hal
   }
 }
 
+TEST_CASE("every kernel set rounds activations to the reference's codes, scales and sums, bit for bit") {
+  std::mt19937 engine(91);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> step(-126, 126);
+  // 8 and 40 leave the AVX-512 kernel a tail of lanes; 7 sends the AVX2 one to the reference.
+  for (const Eigen::Index group : {7, 8, 32, 40, 64, 128}) {
+    for (int trial = 0; trial < 50; ++trial) {
+      CAPTURE(group);
+      CAPTURE(trial);
+      const auto size = static_cast<std::size_t>(group);
+      std::vector<float> x(6 * size);
+      for (float& v : x) v = normal(engine) * static_cast<float>(1 + trial % 5);
+      // Group 1 exactly halfway between codes, group 2 all zeros, group 3 with a subnormal, group 4 tiny.
+      for (std::size_t c = 1; c < size; ++c) x[size + c] = (static_cast<float>(step(engine)) + 0.5f) * 0.01f;
+      x[size] = 1.27f;
+      std::fill_n(x.begin() + static_cast<std::ptrdiff_t>(2 * size), size, 0.0f);
+      x[3 * size + size / 2] = 1e-42f;
+      for (std::size_t c = 0; c < size; ++c) x[4 * size + c] *= 1e-39f;
+      const auto reference = quant::quantize_activations(x, group);
+      for (KernelIsa isa : quant::available_kernel_isas()) {
+        CAPTURE(quant::kernel_isa_name(isa));
+        const auto q = quant::detail::quantize_activations_with(isa, x, group);
+        CHECK(std::ranges::equal(q.codes, reference.codes));
+        CHECK(q.scales == reference.scales);
+        CHECK(q.sums == reference.sums);
+      }
+    }
+  }
+  std::vector<float> x(128, 0.5f);
+  for (KernelIsa isa : quant::available_kernel_isas()) {
+    CAPTURE(quant::kernel_isa_name(isa));
+    x[70] = -std::numeric_limits<float>::infinity();
+    CHECK_THROWS_WITH_AS(quant::detail::quantize_activations_with(isa, x, 64),
+                         "int8 activations: activation 70 is -inf, which has no int8 code", Error);
+    x[70] = 0.5f;
+    x[127] = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THROWS_WITH_AS(quant::detail::quantize_activations_with(isa, x, 32),
+                         "int8 activations: activation 127 is nan, which has no int8 code", Error);
+    x[127] = 0.5f;
+    CHECK_THROWS_WITH_AS(quant::detail::quantize_activations_with(isa, x, 48),
+                         "int8 activations: group size 48 does not split 128 activations (at most 65536)", Error);
+  }
+}
+
 TEST_CASE("int8-activation kernels compute Ŵ·x̂ exactly per group, for every kernel set and 1 and 2 threads") {
   parallel::ThreadPool two_threads(2);
   testing::for_each_product_shape(500, [&](const testing::IntegerCase& c, const QuantizedMatrix& q,

@@ -105,16 +105,38 @@ struct QuantizedActivations {
   }
 };
 
-// Rounds half away from zero; a group of zeros gets scale 0. Non-finite
-// activations have no int8 code and are an error.
-inline QuantizedActivations quantize_activations(std::span<const float> x, Eigen::Index group_size) {
-  if (group_size <= 0 || group_size > max_int8_activation_group || x.size() % static_cast<std::size_t>(group_size) != 0) {
+namespace detail {
+
+// The result of rounding x in groups of `group_size`, sized and zeroed, once
+// the groups are known to split x; the rounding functions fill it in.
+inline QuantizedActivations unfilled_activations(std::span<const float> x, Eigen::Index group_size) {
+  if (group_size <= 0 || group_size > max_int8_activation_group ||
+      x.size() % static_cast<std::size_t>(group_size) != 0) {
     dilemma::detail::fail("int8 activations: group size {} does not split {} activations (at most {})", group_size,
                           x.size(), max_int8_activation_group);
   }
+  const std::size_t groups = x.size() / static_cast<std::size_t>(group_size);
+  return {group_size, CacheLineVector<std::int8_t>(x.size()), std::vector<float>(groups),
+          std::vector<std::int32_t>(groups)};
+}
+
+// Fails naming the first activation of x[first, first + count) that is ±inf or NaN.
+[[noreturn]] inline void fail_non_finite_activation(std::span<const float> x, std::size_t first, std::size_t count) {
+  const std::span<const float> values = x.subspan(first, count);
+  const auto bad = std::ranges::find_if(values, [](float v) { return !std::isfinite(v); });
+  dilemma::detail::fail("int8 activations: activation {} is {}, which has no int8 code",
+                        first + static_cast<std::size_t>(bad - values.begin()), *bad);
+}
+
+}  // namespace detail
+
+// Rounds half away from zero; a group of zeros gets scale 0. Non-finite
+// activations have no int8 code and are an error. The reference: products
+// round with detail::quantize_activations_with (matmul.hpp), which runs
+// SIMD versions of the same operations where it can, bit for bit alike.
+inline QuantizedActivations quantize_activations(std::span<const float> x, Eigen::Index group_size) {
+  QuantizedActivations q = detail::unfilled_activations(x, group_size);
   const auto size = static_cast<std::size_t>(group_size);
-  QuantizedActivations q{group_size, detail::CacheLineVector<std::int8_t>(x.size()),
-                         std::vector<float>(x.size() / size), std::vector<std::int32_t>(x.size() / size)};
   // Eigen's array expressions vectorize the scan and the rounding (its
   // round() is half away from zero, as std::round) as long as no cast joins
   // them, so the rounded values go through a float array first.
@@ -123,12 +145,7 @@ inline QuantizedActivations quantize_activations(std::span<const float> x, Eigen
     const auto first = static_cast<Eigen::Index>(g * size);
     const Eigen::Map<const Eigen::ArrayXf> group(x.data() + first, group_size);
     const float magnitude = group.abs().maxCoeff<Eigen::PropagateNaN>();
-    if (!std::isfinite(magnitude)) {
-      const std::span<const float> values = x.subspan(g * size, size);
-      const auto bad = std::ranges::find_if(values, [](float v) { return !std::isfinite(v); });
-      dilemma::detail::fail("int8 activations: activation {} is {}, which has no int8 code",
-                            g * size + static_cast<std::size_t>(bad - values.begin()), *bad);
-    }
+    if (!std::isfinite(magnitude)) detail::fail_non_finite_activation(x, g * size, size);
     const float scale = magnitude / 127.0f;
     q.scales[g] = scale;
     if (scale == 0) {

@@ -121,6 +121,24 @@ inline bool uses_int4_steps([[maybe_unused]] KernelIsa isa, [[maybe_unused]] con
 #endif
 }
 
+// quantize_activations (activations.hpp) on the kernels of `isa`: the same
+// codes, scales and sums, sooner (kernels_avx512.hpp).
+inline QuantizedActivations quantize_activations_with(KernelIsa isa, std::span<const float> x,
+                                                      Eigen::Index group_size) {
+  switch (isa) {
+#if DILEMMA_QUANT_X86_KERNELS
+    case KernelIsa::avx512: return avx512::quantize_activations(x, group_size);
+    case KernelIsa::avx2: return avx2::quantize_activations(x, group_size);
+#else
+    case KernelIsa::avx512:
+    case KernelIsa::avx2: break;
+#endif
+    case KernelIsa::scalar: return quant::quantize_activations(x, group_size);
+  }
+  check_isa(isa);
+  return quant::quantize_activations(x, group_size);
+}
+
 // `steps`: the codes laid out when uses_int4_steps(isa, w, int8), unused otherwise.
 inline void gemv_rows_int8_activations(KernelIsa isa, const WeightView& w, const QuantizedActivations& x,
                                        const Int4StepCodes& steps, float* y, Eigen::Index begin, Eigen::Index end,
@@ -240,7 +258,7 @@ inline void gemv(const QuantizedMatrix& w, std::span<const float> x, std::span<f
   const auto view = detail::WeightView::of(w);
   const unsigned threads = parallel::thread_count(context.pool);
   if (context.activations == ActivationPrecision::int8 && is_integer_format(w.format())) {
-    const QuantizedActivations codes = quantize_activations(x, view.group_size);
+    const QuantizedActivations codes = detail::quantize_activations_with(context.isa, x, view.group_size);
     const detail::Int4StepCodes steps = detail::uses_int4_steps(context.isa, view, ActivationPrecision::int8)
                                             ? detail::lay_out_int4_step_codes(codes)
                                             : detail::Int4StepCodes{};
@@ -287,8 +305,8 @@ inline void gemm_int8_activations(const QuantizedMatrix& w, const model::Matrix&
   std::vector<QuantizedActivations> codes;
   codes.reserve(tokens);
   for (Eigen::Index t = 0; t < x.rows(); ++t) {
-    codes.push_back(
-        quantize_activations(std::span(x.row(t).data(), static_cast<std::size_t>(x.cols())), view.group_size));
+    const std::span<const float> token(x.row(t).data(), static_cast<std::size_t>(x.cols()));
+    codes.push_back(quantize_activations_with(context.isa, token, view.group_size));
   }
   const Eigen::Index chunk_rows = rows_within(Eigen::Index{1} << 17, view.row_bytes());  // 128 KiB of weights
 #if DILEMMA_QUANT_X86_KERNELS

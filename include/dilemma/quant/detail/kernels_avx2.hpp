@@ -22,6 +22,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
+#include <span>
 
 #include <Eigen/Core>
 
@@ -344,6 +347,69 @@ DILEMMA_QUANT_TARGET_AVX2 inline void gemv_int8_activations(const WeightView& w,
     }
   }
   for (int i = 0; i < Rows; ++i) y[r0 + i] = horizontal_sum(total[i]) + offset_terms[i];
+}
+
+// quant::quantize_activations in 8 lanes, bit for bit as avx512::quantize_activations
+// says (kernels_avx512.hpp), for groups of a multiple of 8 activations.
+
+DILEMMA_QUANT_TARGET_AVX2 inline float horizontal_max(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+// The int32 codes of x: x / scale rounded half away from zero, within ±127.
+DILEMMA_QUANT_TARGET_AVX2 inline __m256i round_activation_codes(__m256 x, __m256 scale) {
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  const __m256 ratio = _mm256_div_ps(x, scale);
+  const __m256 truncated = _mm256_round_ps(ratio, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 away =
+      _mm256_cmp_ps(_mm256_andnot_ps(sign_bit, _mm256_sub_ps(ratio, truncated)), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m256 unit = _mm256_or_ps(_mm256_and_ps(ratio, sign_bit), _mm256_set1_ps(1.0f));  // ±1, the ratio's sign
+  const __m256 rounded = _mm256_add_ps(truncated, _mm256_and_ps(away, unit));
+  return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(rounded, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f)));
+}
+
+DILEMMA_QUANT_TARGET_AVX2 inline QuantizedActivations quantize_activations(std::span<const float> x,
+                                                                            Eigen::Index group_size) {
+  if (group_size % 8 != 0) return quant::quantize_activations(x, group_size);
+  QuantizedActivations q = unfilled_activations(x, group_size);
+  const auto size = static_cast<std::size_t>(group_size);
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  const __m256 largest = _mm256_set1_ps(std::numeric_limits<float>::max());
+  for (std::size_t g = 0; g < q.scales.size(); ++g) {
+    const float* group = x.data() + g * size;
+    __m256 magnitude = _mm256_setzero_ps();
+    __m256 finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for (std::size_t i = 0; i < size; i += 8) {
+      const __m256 value = _mm256_andnot_ps(sign_bit, _mm256_loadu_ps(group + i));
+      finite = _mm256_and_ps(finite, _mm256_cmp_ps(value, largest, _CMP_LE_OQ));  // false for ±inf and NaN
+      magnitude = _mm256_max_ps(magnitude, value);
+    }
+    if (_mm256_movemask_ps(finite) != 0xFF) fail_non_finite_activation(x, g * size, size);
+    q.scales[g] = horizontal_max(magnitude) / 127.0f;
+  }
+  for (std::size_t g = 0; g < q.scales.size(); ++g) {
+    if (q.scales[g] == 0) continue;  // codes and sum stay 0
+    const float* group = x.data() + g * size;
+    std::int8_t* codes = q.codes.data() + g * size;
+    const __m256 scale = _mm256_set1_ps(q.scales[g]);
+    __m256i sum = _mm256_setzero_si256();
+    for (std::size_t i = 0; i < size; i += 8) {
+      const __m256i code = round_activation_codes(_mm256_loadu_ps(group + i), scale);
+      sum = _mm256_add_epi32(sum, code);
+      // The eight low bytes, two per 128-bit half after the two saturating packs.
+      const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(code, code), _mm256_setzero_si256());
+      const std::int32_t low = _mm256_extract_epi32(bytes, 0), high = _mm256_extract_epi32(bytes, 4);
+      std::memcpy(codes + i, &low, 4);
+      std::memcpy(codes + i + 4, &high, 4);
+    }
+    const __m128i half = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    const __m128i quarter = _mm_add_epi32(half, _mm_unpackhi_epi64(half, half));
+    q.sums[g] = _mm_cvtsi128_si32(_mm_add_epi32(quarter, _mm_shuffle_epi32(quarter, 1)));
+  }
+  return q;
 }
 
 // y[r] = Σ_c ŵ[r][c] · x̂_c for r in [begin, end), integer weights only.

@@ -17,6 +17,8 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <span>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -710,6 +712,69 @@ DILEMMA_QUANT_TARGET_AVX512 inline void dequantize_rows(const WeightView& w, Eig
       }
     }
   }
+}
+
+// ---- rounding activations to int8 (activations.hpp) ----
+//
+// quant::quantize_activations' operations in 16 lanes, so that the codes,
+// scales and sums are the reference's bit for bit (tested): the same division
+// by the scale, and rounding half away from zero as truncation plus a step
+// away from zero where the part truncated, x/s − trunc(x/s) (exact in
+// float), is at least one half. All groups' scales come first and then all
+// codes: within a group the codes wait on the scale and the scale on a
+// horizontal maximum, and the two passes let consecutive groups' chains
+// overlap (a one-pass version was about 1.3 times as slow). On the Zen 5
+// host, 4096 activations in groups of 64 took 1.3 µs against the reference's
+// 2.4 µs (docs/performance.md, "Rounding activations to int8 in SIMD").
+
+// The int32 codes of x: x / scale rounded half away from zero, within ±127.
+DILEMMA_QUANT_TARGET_AVX512 inline __m512i round_activation_codes(__m512 x, __m512 scale) {
+  const __m512 ratio = _mm512_div_ps(x, scale);
+  const __m512 truncated = _mm512_roundscale_ps(ratio, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __mmask16 away =
+      _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(ratio, truncated)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+  // ±1 with the sign of the ratio.
+  const __m512 unit = _mm512_castsi512_ps(
+      _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(ratio), _mm512_set1_epi32(INT32_MIN)),
+                      _mm512_castps_si512(_mm512_set1_ps(1.0f))));
+  const __m512 rounded = _mm512_mask_add_ps(truncated, away, truncated, unit);
+  return _mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(rounded, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f)));
+}
+
+DILEMMA_QUANT_TARGET_AVX512 inline QuantizedActivations quantize_activations(std::span<const float> x,
+                                                                              Eigen::Index group_size) {
+  QuantizedActivations q = unfilled_activations(x, group_size);
+  const auto groups = static_cast<Eigen::Index>(q.scales.size());
+  const __m512 largest = _mm512_set1_ps(std::numeric_limits<float>::max());
+  for (Eigen::Index g = 0; g < groups; ++g) {
+    const float* group = x.data() + g * group_size;
+    __m512 magnitude = _mm512_setzero_ps();
+    __mmask16 finite = 0xFFFF;
+    for (Eigen::Index i = 0; i < group_size; i += 16) {
+      const __m512 value = _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(std::min<Eigen::Index>(16, group_size - i)),
+                                                               group + i));
+      finite &= _mm512_cmp_ps_mask(value, largest, _CMP_LE_OQ);  // false for ±inf and NaN
+      magnitude = _mm512_max_ps(magnitude, value);
+    }
+    const auto first = static_cast<std::size_t>(g * group_size);
+    if (finite != 0xFFFF) fail_non_finite_activation(x, first, static_cast<std::size_t>(group_size));
+    q.scales[static_cast<std::size_t>(g)] = _mm512_reduce_max_ps(magnitude) / 127.0f;
+  }
+  for (Eigen::Index g = 0; g < groups; ++g) {
+    const float scale = q.scales[static_cast<std::size_t>(g)];
+    if (scale == 0) continue;  // codes and sum stay 0
+    const float* group = x.data() + g * group_size;
+    std::int8_t* codes = q.codes.data() + g * group_size;
+    __m512i sum = _mm512_setzero_si512();
+    for (Eigen::Index i = 0; i < group_size; i += 16) {
+      const __mmask16 lanes = tail_mask(std::min<Eigen::Index>(16, group_size - i));
+      const __m512i code = round_activation_codes(_mm512_maskz_loadu_ps(lanes, group + i), _mm512_set1_ps(scale));
+      sum = _mm512_add_epi32(sum, code);
+      _mm512_mask_cvtsepi32_storeu_epi8(codes + i, lanes, code);
+    }
+    q.sums[static_cast<std::size_t>(g)] = _mm512_reduce_add_epi32(sum);
+  }
+  return q;
 }
 
 // ---- int8 activations (activations.hpp), AVX-512 VNNI ----
