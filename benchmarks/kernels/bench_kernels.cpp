@@ -397,11 +397,11 @@ std::vector<RoundingTime> time_activation_rounding(const std::vector<KernelIsa>&
     if (columns % group_size != 0) continue;
     const model::Matrix x = random_weights(1, columns, 11);
     const std::span<const float> values(x.data(), static_cast<std::size_t>(columns));
-    const auto time = [&](std::string rounding, const auto& round) {
+    const auto time = [&](std::string rounding, const auto& round_once) {
       std::vector<double> samples;
       for (int r = 0; r < repetitions; ++r) {
         const auto start = Clock::now();
-        for (int call = 0; call < calls_per_sample; ++call) read_sink = static_cast<float>(round().sums[0]);
+        for (int call = 0; call < calls_per_sample; ++call) read_sink = static_cast<float>(round_once().sums[0]);
         samples.push_back(seconds_since(start) / calls_per_sample * 1e9);
       }
       times.push_back({std::move(rounding), columns, summarize(std::move(samples))});

@@ -2,7 +2,7 @@
 # it must parse, and every product must have a positive time and fraction of
 # the read bandwidth, every GEMV also a positive fraction of a plain read of
 # its weight copies; rounding activations to int8 must have positive times for
-# the reference and for both kernel sets.
+# the reference and for the two kernel sets named.
 # Usage: cmake -DBENCH_KERNELS=<path> -DREPORT=<json path> -P check_smoke_report.cmake
 execute_process(COMMAND ${BENCH_KERNELS} --quick --kernels scalar,auto --out ${REPORT} RESULT_VARIABLE exit_code)
 if(NOT exit_code EQUAL 0)

@@ -128,7 +128,7 @@ TEST_CASE("every kernel set rounds activations to the reference's codes, scales 
       const auto size = static_cast<std::size_t>(group);
       std::vector<float> x(6 * size);
       for (float& v : x) v = normal(engine) * static_cast<float>(1 + trial % 5);
-      // Group 1 exactly halfway between codes, group 2 all zeros, group 3 with a subnormal, group 4 tiny.
+      // Group 1 on or next to halfway points between codes, group 2 zeros, group 3 a subnormal, group 4 tiny.
       for (std::size_t c = 1; c < size; ++c) x[size + c] = (static_cast<float>(step(engine)) + 0.5f) * 0.01f;
       x[size] = 1.27f;
       std::fill_n(x.begin() + static_cast<std::ptrdiff_t>(2 * size), size, 0.0f);
