@@ -508,20 +508,18 @@ void to_json(nlohmann::json& json, const Timing& timing) {
 }
 
 nlohmann::json measurement_json(const Measurement& m) {
-  nlohmann::json j = {{"kind", m.kind},
-                      {"role", m.shape.role},
-                      {"rows", m.shape.rows},
-                      {"cols", m.shape.cols},
-                      {"format", quant::format_name(m.format)},
-                      {"activations", quant::activation_precision_name(m.activations)},
-                      {"kernels", quant::kernel_isa_name(m.isa)},
-                      {"threads", m.threads},
-                      {"weight_bytes", m.bytes},
-                      {"tokens", m.tokens},
-                      {"seconds", m.timing.seconds},
-                      {"weight_gigabytes_per_second_at_median", m.weight_gigabytes_per_second()},
-                      {"fraction_of_read_bandwidth", m.timing.fraction_of_read_bandwidth}};
-  if (m.timing.fraction_of_copies_read) j["fraction_of_copies_read"] = *m.timing.fraction_of_copies_read;
+  nlohmann::json j = m.timing;  // its times and fractions of the bandwidth, as to_json above writes them
+  j.update(nlohmann::json{{"kind", m.kind},
+                          {"role", m.shape.role},
+                          {"rows", m.shape.rows},
+                          {"cols", m.shape.cols},
+                          {"format", quant::format_name(m.format)},
+                          {"activations", quant::activation_precision_name(m.activations)},
+                          {"kernels", quant::kernel_isa_name(m.isa)},
+                          {"threads", m.threads},
+                          {"weight_bytes", m.bytes},
+                          {"tokens", m.tokens},
+                          {"weight_gigabytes_per_second_at_median", m.weight_gigabytes_per_second()}});
   if (m.kind == "gemm") j["gigaflops_per_second_at_median"] = m.gigaflops();
   return j;
 }
