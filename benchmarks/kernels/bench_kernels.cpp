@@ -178,7 +178,8 @@ double copies_read_rate(const std::vector<QuantizedMatrix>& copies, parallel::Th
 }
 
 std::vector<double> read_bandwidth_samples(std::span<const float> buffer, parallel::ThreadPool& pool, int repetitions) {
-  timed_read(buffer, pool, ReadPattern::linear);  // warm-up: faults nothing in (the buffer is filled) but wakes the workers
+  // Warm-up: faults nothing in (the buffer is filled) but wakes the workers.
+  timed_read(buffer, pool, ReadPattern::linear);
   std::vector<double> rates;
   for (int i = 0; i < repetitions; ++i) rates.push_back(fastest_read_rate(buffer, pool) / 1e9);
   return rates;
